@@ -93,7 +93,7 @@ def load_checkpoint(name: str, scale: int, *, weights_dir=None, registry=None, m
         raise ValueError(f"checkpoint file {path} is corrupted or was replaced (sha256 {digest[:12]}... differs "
                          f"from the registered {entry['sha256'][:12]}...); {_retrain(name, scale, entry)}")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(name, scale)
+    model = build_model(name, scale, **checkpoint.get("config", {}))
     model.load_state_dict(checkpoint["state_dict"])
     model.checkpoint_info = {k: v for k, v in checkpoint.items() if k not in ("state_dict",)}
     return model.to(map_location).eval()

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--json", type=Path, default=None)
     den.set_defaults(run=_denoise)
     sr = tasks.add_parser("sr", help="single-image super-resolution, papers' protocol")
-    sr.add_argument("--model", required=True, choices=["bicubic", "espcn", "srcnn", "vdsr"])
+    sr.add_argument("--model", required=True, choices=["bicubic", "espcn", "srcnn", "srgan", "srresnet", "vdsr"])
     sr.add_argument("--scale", type=int, required=True)
     sr.add_argument("--images", required=True, type=Path)
     sr.add_argument("--json", type=Path, default=None)

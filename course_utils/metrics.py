@@ -74,3 +74,45 @@ def sr_ssim(image: torch.Tensor, reference: torch.Tensor, scale: int) -> float:
     """SSIM with the SR papers' protocol (Y channel, border of ``scale`` pixels cropped)."""
     return ssim(*_sr_view(image, reference, scale))
 
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# high-frequency content: PSNR/SSIM reward smooth averages; these measure whether the fine detail is there at all
+
+def radial_power_spectrum(image: torch.Tensor, bins: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Radially averaged power spectrum of an image's luminance. (C, H, W) in [0, 1] ->
+    ``(frequency, power)``: ``bins`` radial frequencies in cycles per pixel (0 .. 0.5] and the mean |FFT|^2 of the
+    Hann-windowed, mean-removed luminance at each (natural images fall roughly as 1 / f^2).
+    Needs no reference and no pretrained network (LPIPS would need downloaded weights)."""
+    check_image(image, "image", ndim=3, channels=(1, 3))
+    bins = check_positive_int(bins, "bins", minimum=2)
+    gray = (image.detach().double().cpu().mean(0) if image.shape[0] == 1 else
+            rgb_to_y(image.detach().double().cpu())[0])
+    h, w = gray.shape
+    window = torch.hann_window(h, periodic=False, dtype=torch.float64)[:, None] * \
+        torch.hann_window(w, periodic=False, dtype=torch.float64)[None, :]
+    spectrum = torch.fft.fft2((gray - gray.mean()) * window).abs() ** 2 / (h * w)
+    fy, fx = torch.fft.fftfreq(h, dtype=torch.float64), torch.fft.fftfreq(w, dtype=torch.float64)
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    edges = torch.linspace(0, 0.5, bins + 1, dtype=torch.float64)
+    index = torch.bucketize(radius.flatten(), edges[1:-1], right=True)   # bin k holds (edges[k], edges[k+1]]
+    inside = radius.flatten() <= 0.5
+    power = torch.zeros(bins, dtype=torch.float64).index_add_(0, index[inside], spectrum.flatten()[inside])
+    counts = torch.zeros(bins, dtype=torch.float64).index_add_(0, index[inside],
+                                                               torch.ones_like(radius.flatten()[inside]))
+    centres = (edges[:-1] + edges[1:]) / 2
+    return centres.numpy(), (power / counts.clamp(min=1)).numpy()
+
+
+def high_frequency_ratio(image: torch.Tensor, reference: torch.Tensor, scale: int) -> float:
+    """Power of ``image`` above the low-res Nyquist frequency 0.5 / ``scale`` (the band a x``scale`` low-res
+    image cannot carry: whatever is there was *invented* by the upsampler) divided by the reference's power in the
+    same band, from :func:`radial_power_spectrum`. 1 = as much fine detail as the ground truth; bicubic << 1.
+    Both (C, H, W) in [0, 1], same shape. Says how much detail, not whether it is the right detail."""
+    check_same_shape(check_image(image, "image", ndim=3), check_image(reference, "reference", ndim=3),
+                     "image", "reference")
+    scale = check_positive_int(scale, "scale", minimum=2)
+    freq, p_image = radial_power_spectrum(image)
+    _, p_reference = radial_power_spectrum(reference)
+    band = freq > 0.5 / scale
+    return float(p_image[band].sum() / p_reference[band].sum())

@@ -1,8 +1,8 @@
-"""Supervised single-image super-resolution: SRCNN, ESPCN, VDSR (and, later, SRResNet / SRGAN).
+"""Supervised single-image super-resolution: SRCNN, ESPCN, VDSR, SRResNet and SRGAN.
 
-All three learn a map from a low-resolution luminance image y (the Y channel of BT.601 YCbCr, 1 channel) to its
-high-resolution version x, minimising a pixel loss over training pairs (x, y = D_s(x)) made with the course's
-MATLAB-style antialiased bicubic :class:`course_utils.operators.Downsample`:
+All of them learn a map from a low-resolution luminance image y (the Y channel of BT.601 YCbCr, 1 channel) to its
+high-resolution version x from training pairs (x, y = D_s(x)) made with the course's MATLAB-style antialiased
+bicubic :class:`course_utils.operators.Downsample`. Notebook 04 (pixel losses):
 
     theta* = argmin_theta  E || f_theta(y) - x ||   (L1 or L2)
 
@@ -16,12 +16,22 @@ Every model here has the same interface ``model(y) -> x_hat``: (B, 1, h, w) low-
 * :class:`VDSR` (Kim et al. 2016) upsamples first and is deep (20 layers of 3x3x64); it predicts only the residual
   x - bicubic(y) and trains with gradient clipping.
 
-Colour images: super-resolve Y and take Cb, Cr from bicubic (the papers' way): :func:`super_resolve`.
+Notebook 05 (Ledig et al. 2017, "SRGAN"): a deep residual generator :class:`SRResNet` trained first with MSE, then
+as the generator of a GAN with the *perceptual loss* (eq. 3)
+
+    l_SR = l_content + 1e-3 * l_adv,   l_content = MSE(phi_54(G(y)), phi_54(x)),   l_adv = -log D(G(y))
+
+where phi_54 are the VGG19 features of the 4th convolution (after ReLU) before the 5th max-pooling
+(:class:`VGG19Features`, :class:`ContentLoss`, :func:`adversarial_loss`) and D is :class:`Discriminator`.
+
+Colour images: super-resolve Y and take Cb, Cr from bicubic (the papers' way for SRCNN/VDSR; SRGAN worked in RGB,
+see notebook 05 for why the course keeps Y): :func:`super_resolve`.
 """
 from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -37,10 +47,14 @@ class _YModel(nn.Module):
 
     scale: int
     receptive_field: int  # in low-res pixels: the smallest input the model accepts
+    image_channels: int = 1  # 1 = Y of YCbCr; SRResNet can also work on RGB (3)
 
     def _check_input(self, y: torch.Tensor) -> None:
         check_image(y, "y", ndim=4, unit_range=False)
-        if y.shape[1] != 1:
+        if self.image_channels == 3 and y.shape[1] != 3:
+            raise ValueError(f"y must have 3 channels (RGB) for this {type(self).__name__} (image_channels=3), "
+                             f"got {y.shape[1]} (shape {tuple(y.shape)})")
+        if self.image_channels == 1 and y.shape[1] != 1:
             raise ValueError(f"y must have 1 channel (the Y of YCbCr) for {type(self).__name__}, got "
                              f"{y.shape[1]} (shape {tuple(y.shape)}); convert with course_utils.images.rgb_to_y "
                              f"or use course_utils.sr.super_resolve for RGB images")
@@ -154,11 +168,67 @@ class Bicubic(_YModel):
         return self.upsample(y)
 
 
-MODELS = {"bicubic": Bicubic, "srcnn": SRCNN, "espcn": ESPCN, "vdsr": VDSR}
+class ResidualBlock(nn.Module):
+    """SRResNet's block (Ledig et al. 2017, fig. 4): conv3x3 - BN - PReLU - conv3x3 - BN, plus the identity."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.PReLU(channels),
+            nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class SRResNet(_YModel):
+    """SRResNet, the generator G of SRGAN (Ledig et al. 2017, fig. 4), working in low-res space like ESPCN:
+
+        f0 = PReLU(conv9x9(y))                                   head, 64 channels
+        f  = f0 + BN(conv3x3(B residual blocks(f0)))            long skip over the blocks
+        f  = [PReLU(PS_2(conv3x3(f)))] x log2(s)                 sub-pixel upsampling, x2 per block (x3: one PS_3)
+        x  = conv9x9(f)                                          tail, back to ``image_channels``
+
+    The paper has ``n_blocks=16``, ``channels=64``; smaller values make the CPU profiles affordable.
+    ``image_channels=1`` (the course's default) works on Y like the other models here; 3 = RGB as in the paper.
+    (B, C, h, w) in [0, 1] -> (B, C, s h, s w), unbounded (clamp for display; the paper ended with tanh on [-1, 1]).
+    """
+
+    def __init__(self, scale: int = 4, n_blocks: int = 16, channels: int = 64, image_channels: int = 1):
+        super().__init__()
+        self.scale = check_positive_int(scale, "scale", minimum=2)
+        n_blocks = check_positive_int(n_blocks, "n_blocks", minimum=0)
+        channels = check_positive_int(channels, "channels")
+        if image_channels not in (1, 3):
+            raise ValueError(f"image_channels must be 1 (Y) or 3 (RGB), got {image_channels!r}")
+        self.image_channels = image_channels
+        self.config = dict(n_blocks=n_blocks, channels=channels, image_channels=image_channels)
+        self.head = nn.Sequential(nn.Conv2d(image_channels, channels, 9, padding=4), nn.PReLU(channels))
+        self.blocks = nn.Sequential(*[ResidualBlock(channels) for _ in range(n_blocks)])
+        self.body_end = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
+        if self.scale & (self.scale - 1) == 0:                   # 2, 4, 8: x2 sub-pixel blocks
+            factors = [2] * int(math.log2(self.scale))
+        else:                                                    # 3, 5, ...: one sub-pixel block
+            factors = [self.scale]
+        self.upsample = nn.Sequential(*[nn.Sequential(nn.Conv2d(channels, channels * r * r, 3, padding=1),
+                                                      nn.PixelShuffle(r), nn.PReLU(channels)) for r in factors])
+        self.tail = nn.Conv2d(channels, image_channels, 9, padding=4)
+        self.receptive_field = 9
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        self._check_input(y)
+        f0 = self.head(y)
+        f = f0 + self.body_end(self.blocks(f0))                   # long skip connection
+        return self.tail(self.upsample(f))
+
+
+#: name -> class. "srgan" is an SRResNet too: the SRGAN generator differs only in the loss it was trained with.
+MODELS = {"bicubic": Bicubic, "srcnn": SRCNN, "espcn": ESPCN, "vdsr": VDSR, "srresnet": SRResNet, "srgan": SRResNet}
 
 
 def build_model(name: str, scale: int, **kwargs) -> nn.Module:
-    """``build_model('vdsr', 3)`` -> an untrained model. Names: bicubic, srcnn, espcn, vdsr."""
+    """``build_model('vdsr', 3)`` -> an untrained model. Names: bicubic, srcnn, espcn, vdsr, srresnet (``kwargs``
+    go to the class, e.g. ``n_blocks=8``)."""
     if name not in MODELS:
         raise ValueError(f"name must be one of {sorted(MODELS)}, got {name!r}")
     return MODELS[name](scale, **kwargs)
@@ -192,6 +262,267 @@ def clip_gradients(model: nn.Module, theta: float, lr: float) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# SRGAN: discriminator, VGG19 features, perceptual loss (Ledig et al. 2017, sec. 2.2-2.4)
+
+class Discriminator(nn.Module):
+    """SRGAN's discriminator D (Ledig et al. 2017, fig. 4): 8 convolutions 3x3, channels c, c, 2c, 2c, 4c, 4c, 8c,
+    8c (c = 64 in the paper), stride 2 on every second one, BatchNorm on all but the first, LeakyReLU(0.2); then
+    dense 1024 - LeakyReLU - dense 1. An adaptive average pool to 6x6 in front of the dense head keeps the paper's
+    head for 96 px inputs (where it is the identity) and accepts other patch sizes.
+    (B, C, H, W) high-res images in [0, 1] -> (B,) logits (D(x) = sigmoid(logit) = probability "real")."""
+
+    def __init__(self, image_channels: int = 1, channels: int = 64):
+        super().__init__()
+        if image_channels not in (1, 3):
+            raise ValueError(f"image_channels must be 1 (Y) or 3 (RGB), got {image_channels!r}")
+        c = check_positive_int(channels, "channels")
+        widths = [c, c, 2 * c, 2 * c, 4 * c, 4 * c, 8 * c, 8 * c]
+        layers, previous = [], image_channels
+        for i, width in enumerate(widths):
+            layers.append(nn.Conv2d(previous, width, 3, stride=1 + i % 2, padding=1))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(width))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            previous = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(6), nn.Flatten(), nn.Linear(8 * c * 36, 1024),
+                                  nn.LeakyReLU(0.2, inplace=True), nn.Linear(1024, 1))
+        self.image_channels = image_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image(x, "x", ndim=4, channels=self.image_channels, unit_range=False)
+        return self.head(self.features(x))[:, 0]
+
+
+#: torchvision's ``vgg19().features`` layout: numbers = conv output channels, "M" = 2x2 max-pooling.
+VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+                512, 512, 512, 512, "M")
+
+
+def _vgg19_layers() -> tuple[dict, list]:
+    """``({"vgg22": 8, "vgg54": 35, ...}, [0, 2, 5, ...])``: the index in ``features`` of the ReLU after the j-th
+    convolution before the i-th max-pooling (the SRGAN paper's phi_ij), and the indices of the convolutions."""
+    index, block, conv, layers, convs = 0, 1, 0, {}, []
+    for item in VGG19_CONFIG:
+        if item == "M":
+            block, conv, index = block + 1, 0, index + 1
+        else:
+            conv += 1
+            convs.append(index)
+            layers[f"vgg{block}{conv}"] = index + 1   # conv at `index`, its ReLU at `index + 1`
+            index += 2
+    return layers, convs
+
+
+VGG19_LAYERS, _VGG19_CONVS = _vgg19_layers()
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"   # torchvision's ImageNet weights, 548 MB
+VGG19_SHA256_PREFIX = "dcbb9e9d"                                        # torchvision's convention: in the name
+#: every key of torchvision's ``vgg19().state_dict()``: 16 convolutions in ``features`` + 3 dense layers
+VGG19_KEYS = tuple(f"{part}.{i}.{kind}" for part, indices in (("features", _VGG19_CONVS), ("classifier", (0, 3, 6)))
+                   for i in indices for kind in ("weight", "bias"))
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VGG19Features(nn.Module):
+    """VGG19's convolutional part up to ``layer`` (e.g. 'vgg54' = conv5_4 after ReLU), in plain PyTorch, with the
+    parameter names of torchvision's ``vgg19().features`` so its ImageNet state dict loads unchanged.
+
+    (B, 1 or 3, H, W) in [0, 1] -> (B, K, H / 2^(i-1), W / 2^(i-1)) features. One-channel (Y) input is repeated to
+    three channels; inputs are normalised with ImageNet's mean/std as the ImageNet weights expect. Frozen
+    (no parameter gradients; gradients still flow to the input, which is what a perceptual loss needs).
+    Built with random weights (Kaiming normal, as torchvision initialises VGG); load real ones with
+    :func:`load_vgg19`. ``weights`` says which ones it holds."""
+
+    def __init__(self, layer: str = "vgg54", seed: int = 0):
+        super().__init__()
+        if layer not in VGG19_LAYERS:
+            raise ValueError(f"layer must be one of {sorted(VGG19_LAYERS)} (vgg<i><j> = j-th conv before the i-th "
+                             f"pooling, after ReLU), got {layer!r}")
+        self.layer = layer
+        last = VGG19_LAYERS[layer]
+        modules, channels = [], 3
+        for item in VGG19_CONFIG:
+            if item == "M":
+                modules.append(nn.MaxPool2d(2, 2))
+            else:
+                modules += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU(inplace=False)]
+                channels = item
+        self.features = nn.Sequential(*modules[: last + 1])
+        self.out_channels = [m for m in self.features if isinstance(m, nn.Conv2d)][-1].out_channels
+        generator = torch.Generator().manual_seed(seed)
+        for m in self.features:
+            if isinstance(m, nn.Conv2d):
+                fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+                with torch.no_grad():
+                    m.weight.normal_(0, math.sqrt(2 / fan_out), generator=generator)
+                    m.bias.zero_()
+        self.weights = f"random (Kaiming normal, seed {seed}); NOT ImageNet-trained"
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)   # always in eval mode: it is a fixed measuring instrument
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image(x, "x", ndim=4, channels=(1, 3), unit_range=False)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return self.features((x - self.mean) / self.std)
+
+
+def load_vgg19_state(model: VGG19Features, state_dict: dict, source: str = "state_dict") -> VGG19Features:
+    """Load a torchvision-style VGG19 ``state_dict`` into ``model`` (its ``features.*`` entries up to the model's
+    layer; deeper layers and the ``classifier.*`` head are not needed). Refuses, naming them, keys that are
+    missing, keys that are not VGG19's, and tensors of the wrong shape."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"{source} must be a dict of tensors (a VGG19 state dict), got {type(state_dict).__name__}")
+    wanted = model.state_dict()
+    missing = [k for k in wanted if k not in state_dict]
+    unknown = [k for k in state_dict if k not in VGG19_KEYS]
+    shapes = [f"{k}: {tuple(state_dict[k].shape)} instead of {tuple(v.shape)}" for k, v in wanted.items()
+              if k in state_dict and (not isinstance(state_dict[k], torch.Tensor) or state_dict[k].shape != v.shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unknown:
+        problems.append(f"keys that are not torchvision vgg19's {unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+    if shapes:
+        problems.append(f"wrong shapes {shapes}")
+    if problems:
+        raise ValueError(f"{source} is not a VGG19 state dict: " + "; ".join(problems))
+    model.load_state_dict({k: state_dict[k] for k in wanted})
+    return model
+
+
+def vgg19_cache_path() -> Path:
+    """Where the ImageNet VGG19 file is cached: torch's hub folder, shared with torchvision
+    (``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``, usually under ``~/.cache/torch``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG19_URL).name
+
+
+def load_vgg19(layer: str = "vgg54", weights: str = "imagenet", *, download: bool = False, path=None,
+               url: str | None = None, sha256_prefix: str | None = VGG19_SHA256_PREFIX, seed: int = 0
+               ) -> VGG19Features:
+    """VGG19 features up to ``layer`` with ``weights``:
+
+    * ``'random'``: the offline substitute, Kaiming-normal random filters (seeded). Random convolutional features
+      still respond to edges and texture statistics, but they are not the ImageNet features of the paper.
+    * ``'imagenet'``: torchvision's ImageNet weights. Read from ``path`` if given (any torchvision-style VGG19
+      state dict; keys and shapes are checked), else from the cache (:func:`vgg19_cache_path`). If the cache is
+      empty they are downloaded from ``url`` (default :data:`VGG19_URL`) **only when** ``download=True`` (548 MB, needs internet: Colab/GPU);
+      the downloaded/cached file must have a sha256 starting with ``sha256_prefix``.
+    """
+    if weights not in ("imagenet", "random"):
+        raise ValueError(f"weights must be 'imagenet' or 'random', got {weights!r}")
+    url = url or VGG19_URL
+    model = VGG19Features(layer, seed=seed)
+    if weights == "random":
+        return model
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"path: no VGG19 weights file at {file}")
+        sha256_prefix = None   # the user's own copy: keys and shapes are checked instead
+    else:
+        file = vgg19_cache_path()
+        if not file.is_file():
+            if not download:
+                raise FileNotFoundError(
+                    f"ImageNet VGG19 weights are not cached at {file}. Pass download=True to fetch them "
+                    f"(548 MB from {url}; needs internet, e.g. on Colab), path=... for your own copy, or "
+                    f"weights='random' for the offline substitute")
+            file.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(url, str(file), hash_prefix=None, progress=True)
+            except Exception as error:   # URLError, HTTPError, timeouts, DNS failures ...
+                reason = getattr(error, "reason", None) or error
+                raise ConnectionError(f"could not download the VGG19 weights from {url}: {reason}. Are you "
+                                      f"offline? Use weights='random' (the offline substitute) or download the "
+                                      f"file elsewhere and pass path=...") from None
+    if sha256_prefix is not None:
+        from .checkpoints import sha256
+        digest = sha256(file)
+        if not digest.startswith(sha256_prefix):
+            raise ValueError(f"{file} has sha256 {digest[:12]}..., expected {sha256_prefix}...: the file is "
+                             f"corrupted or not torchvision's VGG19; delete it and download again")
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    load_vgg19_state(model, state, source=str(file))
+    model.weights = f"ImageNet (torchvision vgg19, {file.name})"
+    return model
+
+
+class ContentLoss(nn.Module):
+    """SRGAN's content loss l_content(G(y), x), (B, C, H, W) images in [0, 1] -> scalar:
+
+    * ``'mse'``: pixel MSE (eq. 4) - what SRResNet minimises; its optimum is the average of all plausible
+      high-res images, hence smooth results.
+    * ``'vgg22'``, ``'vgg54'``, ...: MSE between VGG19 feature maps phi_ij (eq. 5), the features multiplied by
+      ``feature_scale`` = 1/12.75 (the paper's rescaling to a magnitude comparable with the MSE loss).
+      ``vgg`` is a :class:`VGG19Features` for that layer (default: :func:`load_vgg19` with random weights).
+    """
+
+    def __init__(self, kind: str = "vgg54", vgg: VGG19Features | None = None, feature_scale: float = 1 / 12.75):
+        super().__init__()
+        if kind != "mse" and kind not in VGG19_LAYERS:
+            raise ValueError(f"kind must be 'mse' or a VGG19 layer {sorted(VGG19_LAYERS)}, got {kind!r}")
+        if vgg is not None and kind != "mse" and vgg.layer != kind:
+            raise ValueError(f"vgg computes layer {vgg.layer!r} but kind is {kind!r}")
+        self.kind = kind
+        self.feature_scale = check_number(feature_scale, "feature_scale", minimum=0, strict_min=True)
+        self.vgg = None if kind == "mse" else (vgg if vgg is not None else load_vgg19(kind, "random"))
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if output.shape != target.shape:
+            raise ValueError(f"output and target must have the same shape, got {tuple(output.shape)} and "
+                             f"{tuple(target.shape)}")
+        if self.vgg is None:
+            return F.mse_loss(output, target)
+        with torch.no_grad():
+            wanted = self.vgg(target) * self.feature_scale
+        return F.mse_loss(self.vgg(output) * self.feature_scale, wanted)
+
+
+@torch.no_grad()
+def matching_feature_scale(vgg: VGG19Features, output: torch.Tensor, target: torch.Tensor) -> float:
+    """The factor s that makes the VGG loss equal the pixel MSE on a batch of (output, target) pairs:
+
+        mean((s phi(output) - s phi(target))^2) = mean((output - target)^2)
+
+    The paper rescaled ImageNet-VGG features by 1/12.75 "to obtain VGG losses of a scale comparable to the MSE
+    loss". Random-weight features have a different magnitude, so 1/12.75 would make the content loss ~1000 times
+    smaller than the adversarial loss; the offline substitute uses this factor instead (measured on bicubic
+    outputs vs ground truth), which keeps the paper's balance between the two losses."""
+    pixel = F.mse_loss(output, target)
+    feature = F.mse_loss(vgg(output), vgg(target))
+    if feature <= 0:
+        raise ValueError("output and target have identical VGG features; cannot match scales")
+    return float(torch.sqrt(pixel / feature))
+
+
+def adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Generator's adversarial loss l_adv = sum -log D(G(y)) (eq. 6, the non-saturating form), as binary cross-entropy
+    of D's logits for the generated images against the label "real" (averaged over the batch)."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """D's loss (eq. 2): -log D(x) - log(1 - D(G(y))), binary cross-entropy with labels real = 1, fake = 0."""
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+
+def perceptual_loss(output, target, content: ContentLoss, fake_logits=None, adversarial_weight: float = 1e-3):
+    """l_SR = l_content + adversarial_weight * l_adv (eq. 3; 1e-3 in the paper). ``fake_logits`` = D(output);
+    None gives the content loss alone. -> (total, content, adversarial) scalars."""
+    l_content = content(output, target)
+    l_adv = adversarial_loss(fake_logits) if fake_logits is not None else torch.zeros((), device=output.device)
+    return l_content + adversarial_weight * l_adv, l_content, l_adv
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # using a model on an image
 
 @torch.no_grad()
@@ -206,7 +537,10 @@ def super_resolve(model: nn.Module, low: torch.Tensor) -> torch.Tensor:
     low = low[None] if single else low
     model.eval()
     dev = next(iter(model.parameters()), low).device
-    if low.shape[1] == 1:
+    if model.image_channels == 3:                                # an RGB model (SRResNet image_channels=3)
+        out = model(low.expand(-1, 3, -1, -1).to(dev)).clamp(0, 1).cpu()
+        out = out.mean(1, keepdim=True) if low.shape[1] == 1 else out
+    elif low.shape[1] == 1:
         out = model(low.to(dev)).clamp(0, 1).cpu()
     else:
         ycbcr = rgb_to_ycbcr(low)
@@ -307,6 +641,63 @@ def train_steps(model: nn.Module, sampler: PatchSampler, optimizer: torch.optim.
     return history
 
 
+def train_gan_steps(generator: nn.Module, discriminator: Discriminator, content: ContentLoss, sampler: PatchSampler,
+                    optimizer_g: torch.optim.Optimizer, optimizer_d: torch.optim.Optimizer, steps: int, *,
+                    batch: int = 16, adversarial_weight: float = 1e-3, generator_rng: torch.Generator,
+                    history: dict | None = None, start: int = 0, log_every: int = 10, progress: bool = True,
+                    callback=None) -> dict:
+    """SRGAN training (Ledig et al. 2017, eq. 1-3), alternating per batch of (low, high) patches:
+
+        D step:  minimise  -log D(x) - log(1 - D(G(y)))          (:func:`discriminator_loss`)
+        G step:  minimise  l_content(G(y), x) + w * -log D(G(y))  (:func:`perceptual_loss`, w = adversarial_weight)
+
+    Returns the history ``{"step", "loss", "content", "adversarial", "discriminator", "d_real", "d_fake",
+    "seconds"}`` (means over each ``log_every`` steps; d_real / d_fake = mean D(x) / D(G(y)) in [0, 1]), extending
+    ``history`` when resuming. ``callback(step, history)`` is called after each log (live plots in widgets)."""
+    from tqdm.auto import tqdm
+
+    steps = check_positive_int(steps, "steps", minimum=0)
+    batch = check_positive_int(batch, "batch")
+    adversarial_weight = check_number(adversarial_weight, "adversarial_weight", minimum=0)
+    keys = ("loss", "content", "adversarial", "discriminator", "d_real", "d_fake")
+    history = history if history is not None else {"step": [], **{k: [] for k in keys}, "seconds": []}
+    dev = next(generator.parameters()).device
+    generator.train()
+    discriminator.train()
+    running, count, t0 = dict.fromkeys(keys, 0.0), 0, time.perf_counter()
+    elapsed0 = history["seconds"][-1] if history["seconds"] else 0.0
+    bar = tqdm(range(start, start + steps), desc="train SRGAN", leave=False, mininterval=1, disable=not progress)
+    for step in bar:
+        low, high = sampler.sample(batch, generator_rng)
+        low, high = low.to(dev), high.to(dev)
+        fake = generator(low)
+        # discriminator step: real patches -> 1, generated -> 0 (G is not updated: detach)
+        optimizer_d.zero_grad(set_to_none=True)
+        real_logits, fake_logits = discriminator(high), discriminator(fake.detach())
+        d_loss = discriminator_loss(real_logits, fake_logits)
+        d_loss.backward()
+        optimizer_d.step()
+        # generator step: content + adversarial (D judges the same generated batch, after its update)
+        optimizer_g.zero_grad(set_to_none=True)
+        total, l_content, l_adv = perceptual_loss(fake, high, content, discriminator(fake), adversarial_weight)
+        total.backward()
+        optimizer_g.step()
+        values = {"loss": total, "content": l_content, "adversarial": l_adv, "discriminator": d_loss,
+                  "d_real": torch.sigmoid(real_logits).mean(), "d_fake": torch.sigmoid(fake_logits).mean()}
+        for k, v in values.items():
+            running[k] += float(v.detach())
+        count += 1
+        if count == log_every or step == start + steps - 1:
+            history["step"].append(step + 1)
+            for k in keys:
+                history[k].append(running[k] / count)
+            history["seconds"].append(elapsed0 + time.perf_counter() - t0)
+            bar.set_postfix(content=f"{history['content'][-1]:.4f}", d_fake=f"{history['d_fake'][-1]:.2f}")
+            running, count = dict.fromkeys(keys, 0.0), 0
+            if callback is not None:
+                callback(step + 1, history)
+    return history
+
 # ----------------------------------------------------------------------------------------------------------------
 # the papers' evaluation protocol
 
@@ -322,19 +713,29 @@ def make_low_res(image: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.T
 
 def evaluate_image(model: nn.Module, image: torch.Tensor) -> dict:
     """Evaluate ``model`` on one high-res ``image`` (1 or 3 channels, (C, H, W)) with the SR papers' protocol:
-    modcrop to the scale, Y channel (BT.601 studio range), low-res by antialiased bicubic, border of ``scale``
-    pixels cropped. -> ``{"psnr", "ssim", "ms"}`` (ms = milliseconds of the model's forward pass)."""
+    modcrop to the scale, low-res by antialiased bicubic, Y channel (BT.601 studio range), border of ``scale``
+    pixels cropped. -> ``{"psnr", "ssim", "hf", "ms"}``: hf = :func:`course_utils.metrics.high_frequency_ratio`
+    of the Y output vs the Y ground truth (1 = as much detail above the low-res Nyquist as the truth), ms =
+    milliseconds of the model's forward pass. RGB models (``image_channels=3``) see the RGB low-res image and are
+    scored on the Y of their output."""
     from .images import rgb_to_y
-    from .metrics import sr_psnr, sr_ssim
+    from .metrics import high_frequency_ratio, sr_psnr, sr_ssim
 
     if not isinstance(model, _YModel):
         raise TypeError(f"model must be one of course_utils.sr's models {sorted(MODELS)}, got {type(model).__name__}")
     check_image(image, "image", ndim=3, channels=(1, 3))
-    high, low = make_low_res(rgb_to_y(image), model.scale)
+    rgb = model.image_channels == 3
+    if rgb and image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    high, low = make_low_res(image if rgb else rgb_to_y(image), model.scale)
     model.eval()
     dev = next(iter(model.parameters()), image).device
     with torch.no_grad():
         start = time.perf_counter()
         out = model(low[None].to(dev)).clamp(0, 1).cpu()[0]
         ms = 1000 * (time.perf_counter() - start)
-    return {"psnr": sr_psnr(out, high, model.scale), "ssim": sr_ssim(out, high, model.scale), "ms": ms}
+    if rgb:
+        out, high = rgb_to_y(out), rgb_to_y(high)
+    b = model.scale
+    return {"psnr": sr_psnr(out, high, model.scale), "ssim": sr_ssim(out, high, model.scale),
+            "hf": high_frequency_ratio(out[:, b:-b, b:-b], high[:, b:-b, b:-b], model.scale), "ms": ms}
