@@ -321,3 +321,91 @@ def sr_panel(images: dict, models=("bicubic", "srcnn", "espcn", "vdsr"), scales=
     }
     return make_panel(lambda name, **v: sr_compare(images[name], **v), render_sr, controls,
                       title="Bicubic vs a learned super-resolver")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# notebook 05: SRResNet and SRGAN
+
+def srgan_demo(image, content: str = "vgg54", adversarial_weight: float = 1e-3, iters: int = 30, *,
+               generator=None, train_images=None, vgg_weights: str = "random", lr: float = 1e-4, batch: int = 4,
+               patch: int = 16, top: float = 0.45, left: float = 0.45, zoom: int = 64, seed: int = 0) -> dict:
+    """A short SRGAN fine-tuning run, the notebook's live experiment: start from ``generator`` (default: the
+    shipped SRResNet x4), train ``iters`` steps of :func:`course_utils.sr.train_gan_steps` with the ``content``
+    loss ('mse', 'vgg22', 'vgg54', ...) plus ``adversarial_weight`` x l_adv on ``train_images`` (default: the
+    course's train split) against a fresh small discriminator, then super-resolve ``image`` before and after.
+    -> ``{"images": {title: (C, H, W)}, "box", "psnr", "hf", "history", "content", "vgg"}`` (Y-channel PSNR,
+    border = scale; hf = high-frequency power ratio to the truth, 1 = as much detail as the truth)."""
+    import copy
+
+    import torch
+
+    from . import sr
+    from ._checks import check_number, check_positive_int
+    from .metrics import high_frequency_ratio, sr_psnr
+
+    iters = check_positive_int(iters, "iters", minimum=0)
+    adversarial_weight = check_number(adversarial_weight, "adversarial_weight", minimum=0)
+    top, left = check_number(top, "top", minimum=0, maximum=1), check_number(left, "left", minimum=0, maximum=1)
+    start = generator if generator is not None else _sr_model("srresnet", 4)
+    net = copy.deepcopy(start).cpu()
+    scale = net.scale
+    if train_images is None:
+        from .images import image_set
+        train_images = list(image_set("train").values())
+    rng = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    sampler = sr.PatchSampler(train_images, scale, max(patch, net.receptive_field))
+    vgg = None
+    feature_scale = 1 / 12.75
+    if content != "mse":
+        vgg = sr.load_vgg19(content, vgg_weights)
+        if vgg_weights == "random":   # the substitute's loss on the MSE scale (see sr.matching_feature_scale)
+            low, high = sampler.sample(16, torch.Generator().manual_seed(seed + 1))
+            feature_scale = sr.matching_feature_scale(vgg, ops.Upsample(scale)(low), high)
+    loss = sr.ContentLoss(content, vgg, feature_scale)
+    disc = sr.Discriminator(net.image_channels, channels=16)
+    history = sr.train_gan_steps(net, disc, loss, sampler, torch.optim.Adam(net.parameters(), lr),
+                                 torch.optim.Adam(disc.parameters(), lr), iters, batch=batch,
+                                 adversarial_weight=adversarial_weight, generator_rng=rng, log_every=5,
+                                 progress=False) if iters else {}
+    high, low = sr.make_low_res(image, scale)
+    outputs = {"bicubic": sr.super_resolve(sr.build_model("bicubic", scale), low),
+               "start (SRResNet)": sr.super_resolve(start, low),
+               f"after {iters} GAN steps": sr.super_resolve(net, low)}
+    h, w = high.shape[-2:]
+    zoom = max(8, min(int(zoom), h, w))
+    box = (round(top * (h - zoom)), round(left * (w - zoom)), zoom, zoom)
+    b = scale
+    return {"images": {"high-res (truth)": high, **outputs}, "box": box, "history": history, "content": content,
+            "vgg": vgg.weights if vgg is not None else "none (pixel MSE)",
+            "psnr": {k: sr_psnr(v, high, scale) for k, v in outputs.items()},
+            "hf": {k: high_frequency_ratio(v[:, b:-b, b:-b], high[:, b:-b, b:-b], scale) for k, v in outputs.items()}}
+
+
+def render_srgan(result: dict):
+    titles = [k if k not in result["psnr"] else f"{k}\nPSNR {result['psnr'][k]:.2f} dB, HF {result['hf'][k]:.2f}"
+              for k in result["images"]]
+    fig = show_images(list(result["images"].values()), titles, zoom=result["box"],
+                      suptitle=f"SRGAN fine-tuning, content loss {result['content']} (VGG: {result['vgg']})")
+    if result["history"]:
+        plot_history(result["history"], ["d_real", "d_fake"], x_key="step",
+                     title="discriminator outputs: D(x) real, D(G(y)) generated", ylabel="probability 'real'",
+                     xlabel="GAN training step")
+    return fig
+
+
+def srgan_panel(image, iters: int = 30, **fixed):
+    """Dropdown for the content-loss layer, sliders for log10(adversarial weight) and iterations, a Run button
+    -> :func:`srgan_demo` + figure. ``fixed`` are passed through (e.g. ``train_images``, ``generator``)."""
+    controls = {
+        "content": widgets.Dropdown(options=["mse", "vgg22", "vgg54"], value="vgg54", description="content"),
+        "log_weight": widgets.FloatSlider(value=-3, min=-5, max=-1, step=0.5, description="log10 w_adv"),
+        "iters": widgets.IntSlider(value=iters, min=0, max=max(iters * 10, 10), step=max(iters // 3, 1),
+                                   description="iterations"),
+    }
+
+    def compute(content, log_weight, iters):
+        return srgan_demo(image, content, 10 ** log_weight, iters, **fixed)
+
+    return make_panel(compute, render_srgan, controls, run_button=True,
+                      title="SRGAN: content loss x adversarial weight x iterations")

@@ -300,3 +300,53 @@ def test_high_frequency_ratio():
     with pytest.raises(ValueError, match="same shape"):
         metrics.high_frequency_ratio(photo[:, :64], photo, 4)
     assert np.isfinite(metrics.high_frequency_ratio(blurry, photo, 2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# notebook 05's widget and exercises
+
+def test_srgan_demo_and_panel_headless(rgb):
+    from course_utils import widgets
+
+    tiny = [images.load_skimage("camera", size=64)]
+    start = sr.SRResNet(4, n_blocks=1, channels=8)
+    result = widgets.srgan_demo(rgb, "vgg22", 1e-2, 2, generator=start, train_images=tiny, batch=2, patch=9,
+                                zoom=16, top=0, left=1)
+    assert list(result["images"]) == ["high-res (truth)", "bicubic", "start (SRResNet)", "after 2 GAN steps"]
+    assert result["images"]["after 2 GAN steps"].shape == (3, 48, 48) and result["box"] == (0, 32, 16, 16)
+    assert result["history"]["step"] == [2] and "random" in result["vgg"]
+    assert all(math.isfinite(v) for v in result["psnr"].values()) and result["hf"]["bicubic"] < 1
+    assert not any(p.grad is not None for p in start.parameters())            # the start model is not touched
+    panel = widgets.srgan_panel(rgb, iters=1, generator=start, train_images=tiny, batch=1, patch=9, zoom=16)
+    controls = {c.description: c for c in panel.children if hasattr(c, "value")}
+    controls["content"].value = "mse"
+    controls["iterations"].value = 0
+    result = panel.update()
+    assert result["vgg"] == "none (pixel MSE)" and result["history"] == {}
+    with pytest.raises(ValueError, match="adversarial_weight"):
+        widgets.srgan_demo(rgb, "mse", -1, 1, generator=start, train_images=tiny)
+
+
+def test_exercise_checkers_accept_right_and_reject_wrong(capsys):
+    from course_utils.exercises import srgan as ex
+
+    def todo(*args):
+        raise NotImplementedError
+
+    assert ex.check_mse_optimal_guess(lambda s: s.mean(0)) is True
+    assert ex.check_mse_optimal_guess(lambda s: s[0]) is False                   # a plausible sample loses on MSE
+    assert ex.check_mse_optimal_guess(lambda s: s.median(0).values) is False
+    assert ex.check_mse_optimal_guess(todo) is None
+    good_g = lambda f: -F.logsigmoid(f).mean()                                    # noqa: E731
+    good_d = lambda r, f: -F.logsigmoid(r).mean() - F.logsigmoid(-f).mean()       # noqa: E731
+    naive_g = lambda f: -torch.log(torch.sigmoid(f)).mean()                       # noqa: E731
+    assert ex.check_gan_losses(good_g, good_d) is True
+    assert ex.check_gan_losses(naive_g, good_d) is False                          # overflows at logit -200
+    assert ex.check_gan_losses(lambda f: F.logsigmoid(f).mean(), good_d) is False  # wrong sign
+    assert ex.check_gan_losses(todo, todo) is None
+    index = {(b, c): v for (b, c), v in ((tuple(map(int, k[3:5])), v) for k, v in sr.VGG19_LAYERS.items())}
+    assert ex.check_vgg_layer_index(lambda i, j: index[(i, j)]) is True
+    assert ex.check_vgg_layer_index(lambda i, j: index[(i, j)] - 1) is False      # that is the conv, not the ReLU
+    assert ex.check_vgg_layer_index(todo) is None
+    out = capsys.readouterr().out
+    assert "not attempted yet" in out and "correct" in out
