@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoints, operators as ops
+from . import checkpoints
 from .runtime import device, seed_everything
 from .sr import PatchSampler, build_model, train_gan_steps, train_steps
 
@@ -31,9 +31,10 @@ RECIPES = {
     "srcnn": dict(patch_hr=33, batch=16, lr=1e-3, loss="l1", clip_theta=None, steps=10000),
     "espcn": dict(patch_hr=48, batch=16, lr=1e-3, loss="l1", clip_theta=None, steps=40000),
     "vdsr": dict(patch_hr=41, batch=16, lr=3e-4, loss="l1", clip_theta=0.01, steps=1500),
-    # SRResNet: the paper's 16 blocks and 96 px high-res patches, MSE; 32 channels instead of 64 (CPU budget)
+    # SRResNet: the paper's 16 blocks and 96 px high-res patches, MSE; for the CPU budget 32 channels instead of
+    # 64 and a bicubic skip (starts at bicubic; see sr.SRResNet)
     "srresnet": dict(patch_hr=96, batch=16, lr=3e-4, loss="l2", clip_theta=None, steps=3000,
-                     model=dict(n_blocks=16, channels=32)),
+                     model=dict(n_blocks=16, channels=32, bicubic_skip=True)),
     # SRGAN: starts from the shipped SRResNet (init), perceptual loss = VGG54 content + 1e-3 adversarial, lr 1e-4
     # (the paper's first phase); smaller patches/batch and a 32-channel discriminator for the CPU budget.
     # vgg: 'random' (offline substitute) or 'imagenet' (needs the downloaded weights: --vgg imagenet --download)
@@ -104,21 +105,18 @@ def train(name: str, scale: int, steps: int | None = None, out=None, *, resume: 
         model = build_model(name, scale, **config).to(device())
     patch = max(round(recipe["patch_hr"] / scale), model.receptive_field)  # low-res patch side
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
+    sampler = PatchSampler(images, scale, patch)
     if gan:
-        from .sr import ContentLoss, Discriminator, load_vgg19
+        from .sr import Discriminator, make_content_loss
         discriminator = Discriminator(model.image_channels, **recipe["discriminator"]).to(device())
         optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=recipe["lr"])
-        vgg, feature_scale = None, 1 / 12.75
-        if recipe["content"] != "mse":
-            vgg = load_vgg19(recipe["content"], recipe["vgg"], download=recipe.get("download", False))
-            if recipe["vgg"] == "random":   # put the substitute's loss on the MSE scale, as 1/12.75 does for ImageNet
-                from .sr import matching_feature_scale
-                low, high = PatchSampler(images, scale, patch).sample(64, torch.Generator().manual_seed(seed + 1))
-                feature_scale = matching_feature_scale(vgg, ops.Upsample(scale)(low), high)
-            print(f"content loss {recipe['content']} with VGG19 weights: {vgg.weights}; features scaled by "
-                  f"{feature_scale:.4g}", flush=True)
-        recipe["feature_scale"] = feature_scale
-        content = ContentLoss(recipe["content"], vgg, feature_scale).to(device())
+        content = make_content_loss(recipe["content"], recipe["vgg"], sampler=sampler,
+                                    download=recipe.get("download", False), seed=seed + 1)
+        recipe["feature_scale"] = content.feature_scale
+        if content.vgg is not None:
+            print(f"content loss {recipe['content']} with VGG19 weights: {content.vgg.weights}; features scaled "
+                  f"by {content.feature_scale:.4g}", flush=True)
+        content = content.to(device())
     history, done = None, 0
     if resume:
         if not state_path.is_file():
@@ -138,7 +136,6 @@ def train(name: str, scale: int, steps: int | None = None, out=None, *, resume: 
             raise ValueError(f"{state_path} already has {done} steps, more than --steps {steps}")
         print(f"resuming {name} x{scale} from step {done}", flush=True)
 
-    sampler = PatchSampler(images, scale, patch)
     while done < steps:
         chunk = min(save_every, steps - done)
         if gan:

@@ -355,14 +355,7 @@ def srgan_demo(image, content: str = "vgg54", adversarial_weight: float = 1e-3, 
     rng = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     sampler = sr.PatchSampler(train_images, scale, max(patch, net.receptive_field))
-    vgg = None
-    feature_scale = 1 / 12.75
-    if content != "mse":
-        vgg = sr.load_vgg19(content, vgg_weights)
-        if vgg_weights == "random":   # the substitute's loss on the MSE scale (see sr.matching_feature_scale)
-            low, high = sampler.sample(16, torch.Generator().manual_seed(seed + 1))
-            feature_scale = sr.matching_feature_scale(vgg, ops.Upsample(scale)(low), high)
-    loss = sr.ContentLoss(content, vgg, feature_scale)
+    loss = sr.make_content_loss(content, vgg_weights, sampler=sampler, patches=16, seed=seed + 1)
     disc = sr.Discriminator(net.image_channels, channels=16)
     history = sr.train_gan_steps(net, disc, loss, sampler, torch.optim.Adam(net.parameters(), lr),
                                  torch.optim.Adam(disc.parameters(), lr), iters, batch=batch,
@@ -377,7 +370,7 @@ def srgan_demo(image, content: str = "vgg54", adversarial_weight: float = 1e-3, 
     box = (round(top * (h - zoom)), round(left * (w - zoom)), zoom, zoom)
     b = scale
     return {"images": {"high-res (truth)": high, **outputs}, "box": box, "history": history, "content": content,
-            "vgg": vgg.weights if vgg is not None else "none (pixel MSE)",
+            "vgg": loss.vgg.weights if loss.vgg is not None else "none (pixel MSE)",
             "psnr": {k: sr_psnr(v, high, scale) for k, v in outputs.items()},
             "hf": {k: high_frequency_ratio(v[:, b:-b, b:-b], high[:, b:-b, b:-b], scale) for k, v in outputs.items()}}
 

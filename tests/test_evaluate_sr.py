@@ -62,3 +62,13 @@ def test_shipped_model_beats_bicubic(folder, tmp_path):
     bic = json.loads((tmp_path / "b.json").read_text())["mean"]["psnr"]
     srcnn = json.loads((tmp_path / "s.json").read_text())["mean"]["psnr"]
     assert srcnn > bic
+
+
+@pytest.mark.parametrize("model", ["srresnet", "srgan"])
+def test_srresnet_and_srgan_evaluate_with_the_high_frequency_column(folder, tmp_path, model):
+    if 4 not in checkpoints.available(model):
+        pytest.skip(f"no shipped {model} x4 checkpoint")
+    evaluate.main(["sr", "--model", model, "--scale", "4", "--images", str(folder), "--json", str(tmp_path / "r.json")])
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["method"] == model and [r["name"] for r in saved["images"]] == ["color", "gray"]
+    assert all(r["hf"] > 0 and 10 < r["psnr"] < 60 for r in saved["images"])

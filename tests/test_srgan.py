@@ -38,6 +38,13 @@ def test_srresnet_follows_the_paper():
         assert torch.allclose(f0 + model.body_end(model.blocks(f0)), f0)
 
 
+def test_srresnet_bicubic_skip_starts_at_bicubic():
+    y = torch.rand(2, 1, 12, 10)
+    model = sr.SRResNet(4, n_blocks=2, channels=8, bicubic_skip=True)
+    assert torch.allclose(model(y), sr.Bicubic(4)(y), atol=1e-6)
+    assert model.config["bicubic_skip"] and not sr.SRResNet(4, n_blocks=1, channels=4).config["bicubic_skip"]
+
+
 def test_srresnet_rejects_bad_input():
     with pytest.raises(ValueError, match="image_channels"):
         sr.SRResNet(4, image_channels=2)
@@ -219,9 +226,11 @@ def test_matching_feature_scale_puts_the_vgg_loss_on_the_mse_scale():
     target = torch.rand(4, 1, 32, 32, generator=g)
     output = F.avg_pool2d(target, 3, 1, 1)
     vgg = sr.VGG19Features("vgg22")
-    scale = sr.matching_feature_scale(vgg, output, target)
+    scale = sr.matching_feature_scale(vgg, output, target, value_range=1)
     loss = sr.ContentLoss("vgg22", vgg, feature_scale=scale)(output, target)
     assert loss.item() == pytest.approx(F.mse_loss(output, target).item(), rel=1e-4)
+    # default: the paper's MSE on [-1, 1] images, 4x the MSE on [0, 1]
+    assert sr.matching_feature_scale(vgg, output, target) == pytest.approx(2 * scale, rel=1e-5)
 
 
 def test_adversarial_and_discriminator_losses():
@@ -350,3 +359,12 @@ def test_exercise_checkers_accept_right_and_reject_wrong(capsys):
     assert ex.check_vgg_layer_index(todo) is None
     out = capsys.readouterr().out
     assert "not attempted yet" in out and "correct" in out
+
+
+def test_make_content_loss():
+    tiny = [images.load_skimage("camera", size=64)]
+    assert sr.make_content_loss("mse").vgg is None
+    loss = sr.make_content_loss("vgg22", "random", sampler=sr.PatchSampler(tiny, 4, 8), patches=4)
+    assert loss.vgg.layer == "vgg22" and loss.feature_scale > 1 / 12.75
+    with pytest.raises(ValueError, match="sampler is needed"):
+        sr.make_content_loss("vgg22", "random")
