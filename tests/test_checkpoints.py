@@ -17,7 +17,7 @@ def _train(tmp_path, tiny_images, steps, resume=False, name="espcn"):
 
 def test_train_writes_checkpoint_and_resume_is_exact(tmp_path, tiny_images, capsys):
     straight = _train(tmp_path / "a", tiny_images, 4)
-    assert straight["steps"] == 4 and straight["command"] == "python -m course_utils.train espcn --scale 2 --steps 4"
+    assert straight["steps"] == 4 and straight["command"] == "python -m course_utils.train espcn --scale 2 --steps 4 --batch 2"
     assert (tmp_path / "a" / "espcn_x2.pt.resume").is_file()
     _train(tmp_path / "b", tiny_images, 2)
     resumed = _train(tmp_path / "b", tiny_images, 4, resume=True)
