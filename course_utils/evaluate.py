@@ -19,9 +19,9 @@ def summarize(task: str, method: str, rows: list[dict], json_path=None, extra: d
     """Print a table of ``rows`` (dicts with at least name, psnr, ssim) and their mean; optionally write JSON."""
     if not rows:
         raise SystemExit(f"no image could be evaluated for {task}/{method}")
+    averaged = ["psnr", "ssim"] + (["hf"] if all("hf" in r for r in rows) else [])
     report = {"task": task, "method": method, **(extra or {}), "images": rows,
-              "mean": {"psnr": float(np.mean([r["psnr"] for r in rows])),
-                       "ssim": float(np.mean([r["ssim"] for r in rows]))}}
+              "mean": {k: float(np.mean([r[k] for r in rows])) for k in averaged}}
     columns = [k for k in rows[0] if k != "name"]
     width = max(12, *(len(r["name"]) for r in rows))
     print(f"{task} / {method}")
@@ -29,7 +29,7 @@ def summarize(task: str, method: str, rows: list[dict], json_path=None, extra: d
     fmt = lambda v: f"{v:>10.4f}" if isinstance(v, float) else f"{v!s:>10}"  # noqa: E731
     for r in rows:
         print(f"{r['name']:<{width}} " + " ".join(fmt(r[c]) for c in columns))
-    print(f"{'mean':<{width}} {report['mean']['psnr']:>10.4f} {report['mean']['ssim']:>10.4f}")
+    print(f"{'mean':<{width}} " + " ".join(f"{report['mean'][k]:>10.4f}" for k in averaged))
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=2))

@@ -33,13 +33,13 @@ RECIPES = {
     "vdsr": dict(patch_hr=41, batch=16, lr=3e-4, loss="l1", clip_theta=0.01, steps=1500),
     # SRResNet: the paper's 16 blocks and 96 px high-res patches, MSE; for the CPU budget 32 channels instead of
     # 64 and a bicubic skip (starts at bicubic; see sr.SRResNet)
-    "srresnet": dict(patch_hr=96, batch=16, lr=3e-4, loss="l2", clip_theta=None, steps=3000,
+    "srresnet": dict(patch_hr=96, batch=16, lr=3e-4, loss="l2", clip_theta=None, steps=4000,
                      model=dict(n_blocks=16, channels=32, bicubic_skip=True)),
     # SRGAN: starts from the shipped SRResNet (init), perceptual loss = VGG54 content + 1e-3 adversarial, lr 1e-4
     # (the paper's first phase); smaller patches/batch and a 32-channel discriminator for the CPU budget.
     # vgg: 'random' (offline substitute) or 'imagenet' (needs the downloaded weights: --vgg imagenet --download)
     "srgan": dict(patch_hr=64, batch=8, lr=1e-4, content="vgg54", vgg="random", adversarial_weight=1e-3,
-                  discriminator=dict(channels=32), init="srresnet", steps=1500),
+                  discriminator=dict(channels=32), init="srresnet", steps=2000),
 }
 
 

@@ -72,3 +72,4 @@ def test_srresnet_and_srgan_evaluate_with_the_high_frequency_column(folder, tmp_
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["method"] == model and [r["name"] for r in saved["images"]] == ["color", "gray"]
     assert all(r["hf"] > 0 and 10 < r["psnr"] < 60 for r in saved["images"])
+    assert saved["mean"]["hf"] == pytest.approx(np.mean([r["hf"] for r in saved["images"]]))
