@@ -557,9 +557,11 @@ def perceptual_loss(output, target, content: ContentLoss, fake_logits=None, adve
 
 @torch.no_grad()
 def super_resolve(model: nn.Module, low: torch.Tensor) -> torch.Tensor:
-    """Super-resolve a low-res image with a Y-channel model. (C, h, w) or (B, C, h, w) in [0, 1] ->
-    (C, s h, s w) / (B, C, s h, s w). One channel: the model's output. Three channels (RGB): the model on Y,
-    Cb and Cr by bicubic, back to RGB (the papers' way of showing colour results). Clipped to [0, 1]."""
+    """Super-resolve a low-res image with one of this module's models. (C, h, w) or (B, C, h, w) in [0, 1] ->
+    (C, s h, s w) / (B, C, s h, s w). Y models: one channel -> the model's output; three channels (RGB) -> the
+    model on Y, Cb and Cr by bicubic, back to RGB (the papers' way of showing colour results). RGB models
+    (``image_channels=3``) see the RGB image directly (a grey image is repeated to RGB and averaged back).
+    Clipped to [0, 1]."""
     check_image(low, "low", channels=(1, 3))
     if not isinstance(model, _YModel):
         raise TypeError(f"model must be one of course_utils.sr's models {sorted(MODELS)}, got {type(model).__name__}")
