@@ -116,3 +116,9 @@ def high_frequency_ratio(image: torch.Tensor, reference: torch.Tensor, scale: in
     _, p_reference = radial_power_spectrum(reference)
     band = freq > 0.5 / scale
     return float(p_image[band].sum() / p_reference[band].sum())
+
+
+def sr_high_frequency_ratio(image: torch.Tensor, reference: torch.Tensor, scale: int) -> float:
+    """:func:`high_frequency_ratio` with the SR papers' protocol (Y channel, border of ``scale`` pixels cropped),
+    the companion of :func:`sr_psnr` / :func:`sr_ssim`. (C, H, W) images in [0, 1]."""
+    return high_frequency_ratio(*_sr_view(image, reference, scale), scale)

@@ -751,7 +751,7 @@ def evaluate_image(model: nn.Module, image: torch.Tensor) -> dict:
     milliseconds of the model's forward pass. RGB models (``image_channels=3``) see the RGB low-res image and are
     scored on the Y of their output."""
     from .images import rgb_to_y
-    from .metrics import high_frequency_ratio, sr_psnr, sr_ssim
+    from .metrics import sr_high_frequency_ratio, sr_psnr, sr_ssim
 
     if not isinstance(model, _YModel):
         raise TypeError(f"model must be one of course_utils.sr's models {sorted(MODELS)}, got {type(model).__name__}")
@@ -766,8 +766,5 @@ def evaluate_image(model: nn.Module, image: torch.Tensor) -> dict:
         start = time.perf_counter()
         out = model(low[None].to(dev)).clamp(0, 1).cpu()[0]
         ms = 1000 * (time.perf_counter() - start)
-    if rgb:
-        out, high = rgb_to_y(out), rgb_to_y(high)
-    b = model.scale
     return {"psnr": sr_psnr(out, high, model.scale), "ssim": sr_ssim(out, high, model.scale),
-            "hf": high_frequency_ratio(out[:, b:-b, b:-b], high[:, b:-b, b:-b], model.scale), "ms": ms}
+            "hf": sr_high_frequency_ratio(out, high, model.scale), "ms": ms}

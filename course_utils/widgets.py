@@ -268,6 +268,17 @@ def _sr_model(name: str, scale: int):
 _SR_CACHE: dict = {}
 
 
+def _zoom_box(high, top: float, left: float, zoom: int) -> tuple:
+    """A ``zoom`` x ``zoom`` window (clamped to 8 .. the image) placed at fractions ``top``/``left`` (0..1) of the
+    free space of ``high`` (C, H, W) -> (top, left, height, width) for ``show_images(zoom=...)``."""
+    from ._checks import check_number
+
+    top, left = check_number(top, "top", minimum=0, maximum=1), check_number(left, "left", minimum=0, maximum=1)
+    h, w = high.shape[-2:]
+    zoom = max(8, min(int(zoom), h, w))
+    return round(top * (h - zoom)), round(left * (w - zoom)), zoom, zoom
+
+
 def sr_compare(image, model: str = "srcnn", scale: int = 3, top: float = 0.4, left: float = 0.4,
                zoom: int = 48, *, models: dict | None = None) -> dict:
     """Super-resolve ``image`` (C, H, W) from its bicubic-downsampled version with ``model`` (bicubic, srcnn,
@@ -275,10 +286,8 @@ def sr_compare(image, model: str = "srcnn", scale: int = 3, top: float = 0.4, le
     ``zoom`` x ``zoom`` window. Returns ``{"images": {title: tensor}, "low", "psnr", "ssim", "box"}`` with the
     papers' protocol metrics (Y channel, border = scale)."""
     from . import sr
-    from ._checks import check_number
     from .metrics import sr_psnr, sr_ssim
 
-    top, left = check_number(top, "top", minimum=0, maximum=1), check_number(left, "left", minimum=0, maximum=1)
     net = (models or {}).get(model) or _sr_model(model, scale)
     if net.scale != scale:
         raise ValueError(f"model {model!r} works at scale {net.scale}, not scale={scale}")
@@ -286,9 +295,7 @@ def sr_compare(image, model: str = "srcnn", scale: int = 3, top: float = 0.4, le
     results = {"bicubic": sr.super_resolve(sr.build_model("bicubic", scale), low)}
     if model != "bicubic":
         results[model] = sr.super_resolve(net, low)
-    h, w = high.shape[-2:]
-    zoom = max(8, min(int(zoom), h, w))
-    box = (round(top * (h - zoom)), round(left * (w - zoom)), zoom, zoom)
+    box = _zoom_box(high, top, left, zoom)
     return {"images": {"high-res (truth)": high, **results}, "low": low, "box": box,
             "psnr": {k: sr_psnr(v, high, scale) for k, v in results.items()},
             "ssim": {k: sr_ssim(v, high, scale) for k, v in results.items()}}
@@ -341,11 +348,10 @@ def srgan_demo(image, content: str = "vgg54", adversarial_weight: float = 1e-3, 
 
     from . import sr
     from ._checks import check_number, check_positive_int
-    from .metrics import high_frequency_ratio, sr_psnr
+    from .metrics import sr_high_frequency_ratio, sr_psnr
 
     iters = check_positive_int(iters, "iters", minimum=0)
     adversarial_weight = check_number(adversarial_weight, "adversarial_weight", minimum=0)
-    top, left = check_number(top, "top", minimum=0, maximum=1), check_number(left, "left", minimum=0, maximum=1)
     start = generator if generator is not None else _sr_model("srresnet", 4)
     net = copy.deepcopy(start).cpu()
     scale = net.scale
@@ -365,14 +371,11 @@ def srgan_demo(image, content: str = "vgg54", adversarial_weight: float = 1e-3, 
     outputs = {"bicubic": sr.super_resolve(sr.build_model("bicubic", scale), low),
                "start (SRResNet)": sr.super_resolve(start, low),
                f"after {iters} GAN steps": sr.super_resolve(net, low)}
-    h, w = high.shape[-2:]
-    zoom = max(8, min(int(zoom), h, w))
-    box = (round(top * (h - zoom)), round(left * (w - zoom)), zoom, zoom)
-    b = scale
-    return {"images": {"high-res (truth)": high, **outputs}, "box": box, "history": history, "content": content,
+    return {"images": {"high-res (truth)": high, **outputs}, "box": _zoom_box(high, top, left, zoom),
+            "history": history, "content": content,
             "vgg": loss.vgg.weights if loss.vgg is not None else "none (pixel MSE)",
             "psnr": {k: sr_psnr(v, high, scale) for k, v in outputs.items()},
-            "hf": {k: high_frequency_ratio(v[:, b:-b, b:-b], high[:, b:-b, b:-b], scale) for k, v in outputs.items()}}
+            "hf": {k: sr_high_frequency_ratio(v, high, scale) for k, v in outputs.items()}}
 
 
 def render_srgan(result: dict):

@@ -309,6 +309,9 @@ def test_high_frequency_ratio():
     with pytest.raises(ValueError, match="same shape"):
         metrics.high_frequency_ratio(photo[:, :64], photo, 4)
     assert np.isfinite(metrics.high_frequency_ratio(blurry, photo, 2))
+    # the SR-protocol version: Y channel, border of `scale` pixels cropped
+    want = metrics.high_frequency_ratio(images.rgb_to_y(blurry)[:, 4:-4, 4:-4], images.rgb_to_y(photo)[:, 4:-4, 4:-4], 4)
+    assert metrics.sr_high_frequency_ratio(blurry, photo, 4) == pytest.approx(want)
 
 
 # ---------------------------------------------------------------------------------------------------------------
