@@ -104,19 +104,23 @@ def save_image(image: torch.Tensor, path) -> Path:
     return path
 
 
-def load_folder(directory, *, size: int | None = None, gray: bool = False, verbose: bool = True):
-    """Load every image file in ``directory`` (sorted by name) -> list of ``(name, tensor)``.
+def load_folder(directory, *, size: int | None = None, gray: bool = False, verbose: bool = True,
+                recursive: bool = False):
+    """Load every image file in ``directory`` (sorted by path) -> list of ``(name, tensor)``.
 
     A file that cannot be read is reported (a warning naming it) and skipped, so one broken file does not stop an
     evaluation table. ``size`` centre-crops every image to ``size x size`` (images smaller than that are skipped
-    with a warning).
+    with a warning). ``recursive=True`` also reads the sub-folders (names are then relative paths without suffix,
+    e.g. ``T91/t1``).
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"directory does not exist or is not a folder: {directory}")
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    found = directory.rglob("*") if recursive else directory.iterdir()
+    files = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"directory {directory} contains no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"directory {directory} contains no image files ({', '.join(IMAGE_SUFFIXES)})"
+                         + ("" if recursive else " (sub-folders are not searched)"))
     images = []
     for path in files:
         try:
@@ -127,7 +131,7 @@ def load_folder(directory, *, size: int | None = None, gray: bool = False, verbo
             if verbose:
                 warnings.warn(f"skipping {path.name}: {error}", stacklevel=2)
             continue
-        images.append((path.stem, image))
+        images.append((str(path.relative_to(directory).with_suffix("")), image))
     return images
 
 

@@ -635,10 +635,13 @@ class PatchSampler:
 
 def train_steps(model: nn.Module, sampler: PatchSampler, optimizer: torch.optim.Optimizer, steps: int, *,
                 batch: int = 16, loss: str = "l1", generator: torch.Generator, clip_theta: float | None = None,
-                history: dict | None = None, start: int = 0, log_every: int = 10, progress: bool = True) -> dict:
+                history: dict | None = None, start: int = 0, log_every: int = 10, progress: bool = True,
+                bf16: bool = False, lr_at=None) -> dict:
     """Run ``steps`` optimisation steps of ``model`` on ``sampler``'s patches; returns the history
     ``{"step": [...], "loss": [...], "seconds": [...]}`` (mean loss over each ``log_every`` steps), extending
-    ``history`` when resuming (``start`` = steps already done). ``clip_theta`` turns on :func:`clip_gradients`."""
+    ``history`` when resuming (``start`` = steps already done). ``clip_theta`` turns on :func:`clip_gradients`.
+    ``bf16=True`` runs the forward pass under bfloat16 autocast (the loss and the weights stay float32);
+    ``lr_at(step)`` (0-based global step) sets the learning rate before each step (a schedule)."""
     from tqdm.auto import tqdm
 
     steps = check_positive_int(steps, "steps", minimum=0)
@@ -656,8 +659,13 @@ def train_steps(model: nn.Module, sampler: PatchSampler, optimizer: torch.optim.
     for step in bar:
         low, high = sampler.sample(batch, generator)
         low, high = low.to(dev), high.to(dev)
+        if lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
         optimizer.zero_grad(set_to_none=True)
-        value = criterion(model(low), high)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            output = model(low)
+        value = criterion(output.float(), high)
         value.backward()
         if clip_theta is not None:
             clip_gradients(model, clip_theta, optimizer.param_groups[0]["lr"])
@@ -677,7 +685,7 @@ def train_gan_steps(generator: nn.Module, discriminator: Discriminator, content:
                     optimizer_g: torch.optim.Optimizer, optimizer_d: torch.optim.Optimizer, steps: int, *,
                     batch: int = 16, adversarial_weight: float = 1e-3, generator_rng: torch.Generator,
                     history: dict | None = None, start: int = 0, log_every: int = 10, progress: bool = True,
-                    callback=None) -> dict:
+                    callback=None, bf16: bool = False, lr_at=None) -> dict:
     """SRGAN training (Ledig et al. 2017, eq. 1-3), alternating per batch of (low, high) patches:
 
         D step:  minimise  -log D(x) - log(1 - D(G(y)))          (:func:`discriminator_loss`)
@@ -685,7 +693,8 @@ def train_gan_steps(generator: nn.Module, discriminator: Discriminator, content:
 
     Returns the history ``{"step", "loss", "content", "adversarial", "discriminator", "d_real", "d_fake",
     "seconds"}`` (means over each ``log_every`` steps; d_real / d_fake = mean D(x) / D(G(y)) in [0, 1]), extending
-    ``history`` when resuming. ``callback(step, history)`` is called after each log (live plots in widgets)."""
+    ``history`` when resuming. ``callback(step, history)`` is called after each log (live plots in widgets).
+    ``bf16`` and ``lr_at`` as in :func:`train_steps` (``lr_at`` sets both optimisers' learning rate)."""
     from tqdm.auto import tqdm
 
     steps = check_positive_int(steps, "steps", minimum=0)
@@ -702,16 +711,26 @@ def train_gan_steps(generator: nn.Module, discriminator: Discriminator, content:
     for step in bar:
         low, high = sampler.sample(batch, generator_rng)
         low, high = low.to(dev), high.to(dev)
-        fake = generator(low)
+        if lr_at is not None:
+            for group in (*optimizer_g.param_groups, *optimizer_d.param_groups):
+                group["lr"] = lr_at(step)
+        autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+        with autocast():
+            fake = generator(low)
+        fake = fake.float()
         # discriminator step: real patches -> 1, generated -> 0 (G is not updated: detach)
         optimizer_d.zero_grad(set_to_none=True)
-        real_logits, fake_logits = discriminator(high), discriminator(fake.detach())
+        with autocast():
+            real_logits, fake_logits = discriminator(high).float(), discriminator(fake.detach()).float()
         d_loss = discriminator_loss(real_logits, fake_logits)
         d_loss.backward()
         optimizer_d.step()
         # generator step: content + adversarial (D judges the same generated batch, after its update)
         optimizer_g.zero_grad(set_to_none=True)
-        total, l_content, l_adv = perceptual_loss(fake, high, content, discriminator(fake), adversarial_weight)
+        with autocast():
+            judged = discriminator(fake).float()
+            total, l_content, l_adv = perceptual_loss(fake, high, content, judged, adversarial_weight)
+        total = total.float()
         total.backward()
         optimizer_g.step()
         values = {"loss": total, "content": l_content, "adversarial": l_adv, "discriminator": d_loss,

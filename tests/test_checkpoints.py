@@ -17,7 +17,7 @@ def _train(tmp_path, tiny_images, steps, resume=False, name="espcn"):
 
 def test_train_writes_checkpoint_and_resume_is_exact(tmp_path, tiny_images, capsys):
     straight = _train(tmp_path / "a", tiny_images, 4)
-    assert straight["steps"] == 4 and straight["command"] == "python -m course_utils.train espcn --scale 2 --steps 4 --batch 2"
+    assert straight["steps"] == 4 and straight["command"] == "python -m course_utils.train espcn --scale 2 --steps 4 --set batch=2"
     assert (tmp_path / "a" / "espcn_x2.pt.resume").is_file()
     _train(tmp_path / "b", tiny_images, 2)
     resumed = _train(tmp_path / "b", tiny_images, 4, resume=True)
@@ -40,12 +40,59 @@ def test_train_cli_and_bad_arguments(tmp_path, monkeypatch):
         train.train("srcnn", 3, -1, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="name"):
         train.train("edsr", 3, 1, tmp_path / "x.pt")
+    with pytest.raises(SystemExit, match=r"unknown recipe key\(s\) \['learning_rate'\].*valid keys: \[.*'lr'"):
+        train.main(["srcnn", "--scale", "3", "--set", "learning_rate=0.1"])
+    with pytest.raises(SystemExit, match="--set takes key=value"):
+        train.main(["srcnn", "--scale", "3", "--set", "lr"])
+
+
+def test_set_values_are_json_and_recorded_in_the_command(tmp_path, tiny_images):
+    assert train._parse_set(["lr=1e-4", "bf16=true", 'model={"channels":8}', "loss=l1"]) == \
+        {"lr": 1e-4, "bf16": True, "model": {"channels": 8}, "loss": "l1"}
+    done = train.train("espcn", 2, 2, tmp_path / "e.pt", images=tiny_images, progress=False, batch=2, loss="l1")
+    assert done["command"].endswith("--set batch=2 loss=\"l1\"")
+    assert train._parse_set(done["command"].split("--set ")[1].split()) == {"batch": 2, "loss": "l1"}
+
+
+def test_learning_rate_schedule():
+    recipe = dict(lr=1e-3, steps=100, lr_decay_at=(0.5, 0.8), lr_decay=0.1)
+    assert [train.learning_rate(recipe, s) for s in (0, 49, 50, 79, 80, 99)] == \
+        pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
+    assert train.learning_rate(dict(lr=0.5, steps=10, lr_decay_at=()), 9) == 0.5
+
+
+def test_images_folder_recursive_with_bad_files(tmp_path, tiny_images, capsys):
+    folder = tmp_path / "data"
+    images.save_image(tiny_images[0], folder / "a" / "one.png")
+    images.save_image(images.load_skimage("camera", size=16), folder / "b" / "small.png")
+    (folder / "b" / "broken.png").write_bytes(b"not a png")
+    done = train.train("espcn", 2, 1, tmp_path / "e.pt", images_dir=folder, progress=False, batch=2)
+    assert done["data"]["images"] == 1 and done["data"]["source"] == str(folder)
+    assert any("broken.png" in m for m in done["data"]["skipped"])
+    assert any("smaller than" in m for m in done["data"]["skipped"])
+    assert "--images " + str(folder) in done["command"]
+    assert "broken.png" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="missing"):
+        train.train("espcn", 2, 1, tmp_path / "e.pt", images_dir=tmp_path / "missing", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="contains no image files"):
+        train.train("espcn", 2, 1, tmp_path / "e.pt", images_dir=tmp_path / "empty", progress=False)
+    with pytest.raises(SystemExit, match=r"error: --images .*b: no image is at least 48x48 pixels"):
+        train.main(["espcn", "--scale", "2", "--steps", "1", "--images", str(folder / "b"), "--out",
+                    str(tmp_path / "e.pt")])
+
+
+def test_eval_every_records_a_learning_curve(tmp_path, tiny_images, monkeypatch):
+    monkeypatch.setattr(images, "image_set", lambda split, **k: {n: tiny_images[0] for n in "abcde"})
+    done = train.train("espcn", 2, 4, tmp_path / "e.pt", images=tiny_images, progress=False, batch=2,
+                       eval_every=2, save_every=3)
+    assert done["history"]["eval_step"] == [2, 4] and len(done["history"]["eval_psnr"]) == 2
 
 
 def test_train_cli_two_steps(tmp_path, monkeypatch, tiny_images):
     monkeypatch.setattr(images, "image_set", lambda split: {"a": tiny_images[0], "b": tiny_images[1]})
     out = tmp_path / "srcnn.pt"
-    assert train.main(["srcnn", "--scale", "2", "--steps", "2", "--batch", "2", "--out", str(out)]) == 0
+    assert train.main(["srcnn", "--scale", "2", "--steps", "2", "--set", "batch=2", "--out", str(out)]) == 0
     saved = torch.load(out, weights_only=True)
     assert saved["name"] == "srcnn" and saved["steps"] == 2 and len(saved["history"]["loss"]) >= 1
 

@@ -178,8 +178,8 @@ def test_download_offline_gives_a_clear_message(tmp_path, monkeypatch):
     train.train("srresnet", 4, 1, tmp_path / "g.pt", images=tiny, progress=False, batch=1, patch_hr=32,
                 model=dict(n_blocks=1, channels=4))
     with pytest.raises(SystemExit, match="error: could not download the VGG19 weights"):
-        train.main(["srgan", "--scale", "4", "--steps", "1", "--vgg", "imagenet", "--download",
-                    "--init", str(tmp_path / "g.pt"), "--out", str(tmp_path / "gan.pt")])
+        train.main(["srgan", "--scale", "4", "--steps", "1", "--set", "vgg=imagenet", f"init={tmp_path / 'g.pt'}",
+                    "--download", "--out", str(tmp_path / "gan.pt")])
 
 
 def test_download_verifies_the_hash_and_caches(tmp_path, monkeypatch):
@@ -276,11 +276,11 @@ def test_train_srgan_from_an_srresnet_checkpoint(tmp_path, monkeypatch, capsys):
     assert len(gan["history"]["d_fake"]) == 1
     model = sr.build_model("srgan", 4, **gan["config"])
     model.load_state_dict(gan["state_dict"])
-    with pytest.raises(SystemExit, match="options of srgan only"):
-        train.main(["srresnet", "--scale", "4", "--vgg", "imagenet"])
-    with pytest.raises(SystemExit, match="--init: no checkpoint file"):
-        train.main(["srgan", "--scale", "4", "--init", str(tmp_path / "none.pt")])
-    with pytest.raises(ValueError, match="--init: .* is a srgan x4 checkpoint, not an SRResNet/SRGAN generator at x2"):
+    with pytest.raises(SystemExit, match=r"unknown recipe key\(s\) \['vgg'\] for srresnet"):
+        train.main(["srresnet", "--scale", "4", "--set", "vgg=imagenet"])
+    with pytest.raises(SystemExit, match="init: no checkpoint file"):
+        train.main(["srgan", "--scale", "4", "--set", f"init={tmp_path / 'none.pt'}"])
+    with pytest.raises(ValueError, match="init: .* is a srgan x4 checkpoint, not an SRResNet/SRGAN generator at x2"):
         train.train("srgan", 2, 1, tmp_path / "x.pt", images=tiny, init=str(tmp_path / "srgan_x4.pt"))
 
 
