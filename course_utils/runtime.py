@@ -7,6 +7,10 @@ Three profiles decide how big every experiment is:
 * ``gpu`` - a CUDA runtime (e.g. Colab): paper-scale image sizes and iteration counts.
 
 ``COURSE_PROFILE=ci|cpu|gpu`` overrides the automatic choice.
+
+``COURSE_SEED`` (default 0) is the one seed of a notebook run: :func:`seed` reads it and every notebook derives all
+its randomness from it (initial weights, noise draws, masks, patch sampling), so ``COURSE_SEED=3 pytest notebooks/``
+runs the same course on other random draws.
 """
 from __future__ import annotations
 
@@ -42,6 +46,16 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
+def seed() -> int:
+    """The notebook run's seed: ``COURSE_SEED`` from the environment (a non-negative integer), default 0."""
+    text = os.environ.get("COURSE_SEED", "").strip()
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise ValueError(f"COURSE_SEED must be a non-negative integer, got {text!r}")
+    return int(text)
+
+
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices) and return a fresh ``torch.Generator`` seeded the same way,
     for the explicit noise and mask draws the course uses."""
@@ -73,6 +87,6 @@ def settings(ci: dict | None = None, cpu: dict | None = None, gpu: dict | None =
 
 
 def describe() -> str:
-    """One line for the top of a notebook: profile, device, torch version, threads."""
-    return (f"profile={profile()}  device={device()}  torch={torch.__version__}  "
+    """One line for the top of a notebook: profile, seed, device, torch version, threads."""
+    return (f"profile={profile()}  seed={seed()}  device={device()}  torch={torch.__version__}  "
             f"threads={torch.get_num_threads()}")

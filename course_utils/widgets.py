@@ -73,14 +73,15 @@ def render_degradations(result: dict):
     return show_images(list(result["images"].values()), titles, suptitle="y = A(x) + n")
 
 
-def degradation_panel(image):
-    """Sliders for sigma, scale and mask density -> the degraded images and their PSNR/SSIM."""
+def degradation_panel(image, seed: int = 0):
+    """Sliders for sigma, scale and mask density -> the degraded images and their PSNR/SSIM (noise and mask drawn
+    from ``seed``)."""
     controls = {
         "sigma": widgets.FloatSlider(value=25, min=0, max=100, step=5, description="sigma (0-255)"),
         "scale": widgets.IntSlider(value=2, min=2, max=8, description="scale"),
         "drop": widgets.FloatSlider(value=0.5, min=0, max=0.95, step=0.05, description="drop fraction"),
     }
-    panel = make_panel(lambda **v: degrade_demo(image, **v), render_degradations, controls,
+    panel = make_panel(lambda **v: degrade_demo(image, seed=seed, **v), render_degradations, controls,
                        title="Degradations and their PSNR")
     return panel
 
@@ -123,8 +124,9 @@ def render_dip_fit(out: dict):
     return fig
 
 
-def dip_fit_panel(image, iters: int = 300):
-    """Learning rate, width, reg-noise, upsampling mode, iterations -> a DIP denoising run (press Run)."""
+def dip_fit_panel(image, iters: int = 300, seed: int = 0):
+    """Learning rate, width, reg-noise, upsampling mode, iterations -> a DIP denoising run (press Run), with the
+    noise, z and initial weights drawn from ``seed``."""
     controls = {
         "lr": widgets.FloatLogSlider(value=0.01, base=10, min=-4, max=-1, description="learning rate"),
         "width": widgets.IntSlider(value=32, min=8, max=128, step=8, description="width"),
@@ -132,7 +134,7 @@ def dip_fit_panel(image, iters: int = 300):
         "upsample": widgets.Dropdown(options=["bilinear", "nearest"], value="bilinear", description="upsampling"),
         "iters": widgets.IntSlider(value=iters, min=50, max=5000, step=50, description="iterations"),
     }
-    return make_panel(lambda **v: dip_fit_demo(image, **v), render_dip_fit, controls, run_button=True,
+    return make_panel(lambda **v: dip_fit_demo(image, seed=seed, **v), render_dip_fit, controls, run_button=True,
                       title="Deep Image Prior: denoising sigma=25")
 
 
