@@ -4,30 +4,51 @@
 ``python -m course_utils.train ...`` command, steps, seconds, hardware). :func:`load_checkpoint` checks the file
 against its sha256 before loading it, so a missing, truncated or altered file is refused with a message that
 says how to rebuild it, instead of a model that silently gives wrong pictures.
+
+The registry does not know the models: the paper modules register a builder per name (:func:`register_builder`,
+done by ``course_utils.sr.register_model``), and :func:`load_checkpoint` imports the paper modules when it meets
+a name it has no builder for yet.
 """
 from __future__ import annotations
 
-import hashlib
+import importlib
 import json
 from pathlib import Path
 
 import torch
 
+from .pretrained import sha256
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY = WEIGHTS_DIR / "registry.json"
+#: the paper modules that register builders (imported on demand, in the course's order)
+PAPER_MODULES = ("course_utils.srcnn", "course_utils.srgan")
+#: name -> builder(scale, **config) returning the model (filled by the paper modules)
+BUILDERS: dict = {}
+
+__all__ = ["BUILDERS", "PAPER_MODULES", "REGISTRY", "WEIGHTS_DIR", "available", "filename", "key", "load_checkpoint",
+           "read_registry", "register", "register_builder", "sha256"]
 
 
-def filename(name: str, scale: int) -> str:
-    return f"{name}_x{scale}.pt"
+def register_builder(name: str, builder) -> None:
+    """``builder(scale, **config)`` rebuilds the model of a checkpoint named ``name``."""
+    BUILDERS[name] = builder
 
 
-def sha256(path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _builder(name: str):
+    if name not in BUILDERS:
+        for module in PAPER_MODULES:
+            importlib.import_module(module)
+    return BUILDERS.get(name)
+
+
+def key(name: str, scale: int | None) -> str:
+    """Registry key: ``'<name>_x<scale>'`` (``'<name>'`` for weights without a scale, e.g. a generator)."""
+    return f"{name}_x{scale}" if scale is not None else name
+
+
+def filename(name: str, scale: int | None) -> str:
+    return f"{key(name, scale)}.pt"
 
 
 def read_registry(registry=None) -> dict:
@@ -41,14 +62,14 @@ def register(path, checkpoint: dict, registry=None) -> dict:
     path = Path(path)
     registry = Path(registry) if registry is not None else REGISTRY
     entries = read_registry(registry)
-    key = f"{checkpoint['name']}_x{checkpoint['scale']}"
-    entries[key] = {"file": path.name, "sha256": sha256(path), "model": checkpoint["name"],
-                    "scale": checkpoint["scale"], "command": checkpoint["command"], "steps": checkpoint["steps"],
+    name = key(checkpoint["name"], checkpoint.get("scale"))
+    entries[name] = {"file": path.name, "sha256": sha256(path), "model": checkpoint["name"],
+                    "scale": checkpoint.get("scale"), "command": checkpoint["command"], "steps": checkpoint["steps"],
                     "seconds": round(float(checkpoint["seconds"]), 1), "hardware": checkpoint["hardware"],
                     "recipe": checkpoint["recipe"], "date": checkpoint["date"]}
     registry.parent.mkdir(parents=True, exist_ok=True)
     registry.write_text(json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
-    return entries[key]
+    return entries[name]
 
 
 def available(name: str | None = None, registry=None) -> dict:
@@ -65,26 +86,26 @@ def _retrain(name, scale, entry=None) -> str:
     return f"rebuild it with:  {command}"
 
 
-def load_checkpoint(name: str, scale: int, *, weights_dir=None, registry=None, map_location="cpu"):
-    """The shipped ``name`` model (srcnn, espcn, vdsr) for ``scale``, in eval mode, on ``map_location``.
+def load_checkpoint(name: str, scale: int | None = None, *, weights_dir=None, registry=None, map_location="cpu"):
+    """The shipped ``name`` model for ``scale`` (e.g. ``load_checkpoint('vdsr', 3)``), in eval mode, on
+    ``map_location``, with ``model.checkpoint_info`` (how it was trained).
 
     Raises ValueError for an unknown name or a scale with no checkpoint, FileNotFoundError for a missing file,
-    and ValueError for a file whose sha256 differs from the registry's (corrupted or replaced); each message
-    gives the training command that rebuilds the file."""
-    from .sr import MODELS, build_model
-
-    trainable = sorted(set(MODELS) - {"bicubic"})
-    if name not in trainable:
-        raise ValueError(f"name must be one of {trainable}, got {name!r}")
-    if isinstance(scale, bool) or not isinstance(scale, int):
+    and ValueError for a file whose sha256 differs from the registry's (corrupted or replaced) or whose
+    configuration does not fit the model; each message gives the training command that rebuilds the file."""
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int)):
         raise TypeError(f"scale must be an integer, got {scale!r}")
+    builder = _builder(name)
+    if builder is None:
+        raise ValueError(f"name must be one of the trained models {sorted(BUILDERS)}, got {name!r}")
     weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
     registry = Path(registry) if registry is not None else weights_dir / REGISTRY.name
-    entry = read_registry(registry).get(f"{name}_x{scale}")
+    entry = read_registry(registry).get(key(name, scale))
     if entry is None:
         scales = available(name, registry)
         raise ValueError(f"no shipped {name} checkpoint for scale={scale} (shipped scales: {scales or 'none'}); "
-                         f"train one with:  python -m course_utils.train {name} --scale {scale}")
+                         f"train one with:  python -m course_utils.train {name}"
+                         + (f" --scale {scale}" if scale is not None else ""))
     path = weights_dir / entry["file"]
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {path} is missing; {_retrain(name, scale, entry)}")
@@ -93,7 +114,13 @@ def load_checkpoint(name: str, scale: int, *, weights_dir=None, registry=None, m
         raise ValueError(f"checkpoint file {path} is corrupted or was replaced (sha256 {digest[:12]}... differs "
                          f"from the registered {entry['sha256'][:12]}...); {_retrain(name, scale, entry)}")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(name, scale, **checkpoint.get("config", {}))
-    model.load_state_dict(checkpoint["state_dict"])
+    model = builder(scale, **checkpoint.get("config", {})) if scale is not None else \
+        builder(**checkpoint.get("config", {}))
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise ValueError(f"checkpoint file {path} does not fit the {name} model built from its configuration "
+                         f"{checkpoint.get('config', {})}: {str(error).splitlines()[0]}; "
+                         f"{_retrain(name, scale, entry)}") from None
     model.checkpoint_info = {k: v for k, v in checkpoint.items() if k not in ("state_dict",)}
     return model.to(map_location).eval()

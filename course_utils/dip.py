@@ -29,56 +29,35 @@ from . import operators as ops
 from ._checks import check_image, check_number, check_positive_int
 from .metrics import psnr
 from .runtime import device as default_device
-from .spectral import GaussianUpsample, LipschitzConv2d, MeanOnlyBatchNorm, PlateauStop, fourier_features
 
 
 # --------------------------------------------------------------------------------------------------------------
 # the network
 
 def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-         lipschitz: float | None = None) -> nn.Sequential:
+         layer=nn.Conv2d) -> nn.Sequential:
     """Reflection padding + convolution (the paper pads by reflection so borders carry no zero artefacts).
-    ``lipschitz`` = lambda swaps in :class:`course_utils.spectral.LipschitzConv2d` (Shi et al.)."""
+    ``layer`` builds the convolution (``nn.Conv2d``; notebook 03 passes a Lipschitz-bounded one)."""
     pad = (kernel_size - 1) // 2
-    layers = [nn.ReflectionPad2d(pad)] if pad else []
-    if lipschitz is None:
-        layer = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride)
-    else:
-        layer = LipschitzConv2d(in_channels, out_channels, kernel_size, stride=stride, lipschitz=lipschitz)
-    return nn.Sequential(*layers, layer)
+    return nn.Sequential(*([nn.ReflectionPad2d(pad)] if pad else []),
+                         layer(in_channels, out_channels, kernel_size, stride=stride))
 
 
-NORMS = ("batch", "mean")
+def bn_act(channels: int, norm_layer=nn.BatchNorm2d) -> list:
+    return [norm_layer(channels), nn.LeakyReLU(0.2, inplace=True)]
 
 
-def norm_layer(channels: int, norm: str = "batch") -> nn.Module:
-    """'batch': BatchNorm2d (the DIP paper). 'mean': mean-only batch norm (Shi et al.): BatchNorm divides by the
-    standard deviation, which would undo a Lipschitz bound on the convolutions."""
-    return nn.BatchNorm2d(channels) if norm == "batch" else MeanOnlyBatchNorm(channels)
+UPSAMPLES = ("bilinear", "nearest")
 
 
-def bn_act(channels: int, norm: str = "batch") -> list:
-    return [norm_layer(channels, norm), nn.LeakyReLU(0.2, inplace=True)]
-
-
-UPSAMPLES = ("bilinear", "nearest", "gaussian")
-
-
-def upsample2x(mode: str, sigma: float = 0.5) -> nn.Module:
-    """x2 upsampling: 'bilinear', 'nearest' or 'gaussian' (:class:`course_utils.spectral.GaussianUpsample`)."""
-    if mode == "gaussian":
-        return GaussianUpsample(sigma)
+def upsample2x(mode) -> nn.Module:
+    """x2 upsampling: 'bilinear' or 'nearest', or a callable that returns the module (e.g. notebook 03's
+    :class:`course_utils.spectral.GaussianUpsample`)."""
+    if callable(mode):
+        return mode()
+    if mode not in UPSAMPLES:
+        raise ValueError(f"upsample must be one of {UPSAMPLES} or a callable returning a module, got {mode!r}")
     return nn.Upsample(scale_factor=2, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
-
-
-def _check_spectral_options(upsample, norm, lipschitz, upsample_sigma):
-    if upsample not in UPSAMPLES:
-        raise ValueError(f"upsample must be one of {UPSAMPLES}, got {upsample!r}")
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    if lipschitz is not None:
-        check_number(lipschitz, "lipschitz", minimum=0, strict_min=True)
-    check_number(upsample_sigma, "upsample_sigma", minimum=0, strict_min=True)
 
 
 def _per_scale(value, depth: int, name: str) -> list[int]:
@@ -88,10 +67,13 @@ def _per_scale(value, depth: int, name: str) -> list[int]:
     return [check_positive_int(v, name, minimum=0) for v in values]
 
 
-class _MultiScaleNet(nn.Module):
-    """What SkipNet and DecoderNet share: ``depth`` x2 scales, so image sizes go in multiples of 2^depth."""
+class DIPNet(nn.Module):
+    """What every Deep Image Prior network shares (:class:`SkipNet` here, notebook 03's ``DecoderNet``): ``depth``
+    x2 scales, so image sizes go in multiples of 2^depth; ``make_input(size, generator)`` makes its code z and
+    ``check_input(z)`` validates one; ``out_channels`` colour channels in (0, 1)."""
 
     depth: int
+    out_channels: int
 
     @property
     def multiple(self) -> int:
@@ -103,8 +85,14 @@ class _MultiScaleNet(nn.Module):
         """The smallest H, W the network accepts: the deepest scale needs 2 pixels for its reflection padding."""
         return 2 ** (self.depth + 1)
 
+    def make_input(self, size, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
 
-class SkipNet(_MultiScaleNet):
+    def check_input(self, z: torch.Tensor) -> None:
+        raise NotImplementedError
+
+
+class SkipNet(DIPNet):
     """The DIP paper's ``skip`` network: a U-Net-like encoder-decoder with thin 1x1 skip connections.
 
     At each of ``depth`` scales i (input h_i, 2^-i of the image size):
@@ -117,45 +105,42 @@ class SkipNet(_MultiScaleNet):
 
     z: (B, in_channels, H, W) with H and W divisible by 2^depth and at least 2^(depth+1) -> (B, out_channels, H, W)
     in (0, 1). ``channels``/``skip`` are ints or per-scale lists; ``skip=0`` removes the skip connections
-    (the paper's "hourglass"). ``upsample``: 'bilinear' (paper's denoising/SR), 'nearest' (inpainting) or
-    'gaussian' (Shi et al.'s fixed low-pass upsampler, width ``upsample_sigma``). ``lipschitz`` = lambda bounds
-    every convolution's spectral norm and ``norm='mean'`` uses mean-only batch norm: the spectral-bias controls of
-    notebook 03 (with ordinary BatchNorm a Lipschitz bound has no effect: BN divides the scale away).
+    (the paper's "hourglass"). ``upsample``: 'bilinear' (paper's denoising/SR), 'nearest' (inpainting) or a
+    callable returning a x2 upsampling module. ``conv_layer`` and ``norm_layer`` build every convolution and
+    normalisation (``nn.Conv2d``, ``nn.BatchNorm2d``); notebook 03 swaps in Shi et al.'s controlled layers
+    (:func:`course_utils.spectral.skip_net`).
     """
 
     def __init__(self, in_channels: int = 32, out_channels: int = 3, channels=128, skip=4, depth: int = 5,
-                 upsample: str = "bilinear", *, lipschitz: float | None = None, norm: str = "batch",
-                 upsample_sigma: float = 0.5):
+                 upsample="bilinear", *, conv_layer=nn.Conv2d, norm_layer=nn.BatchNorm2d):
         super().__init__()
         self.in_channels = check_positive_int(in_channels, "in_channels")
         self.out_channels = check_positive_int(out_channels, "out_channels")
         self.depth = check_positive_int(depth, "depth")
-        _check_spectral_options(upsample, norm, lipschitz, upsample_sigma)
+        upsample2x(upsample)   # validates the choice
         self.upsample = upsample
         down_ch = _per_scale(channels, depth, "channels")
         if min(down_ch) < 1:
             raise ValueError(f"channels must be >= 1 at every scale, got {channels!r}")
         skip_ch = _per_scale(skip, depth, "skip")
+        cv = lambda cin, cout, k, stride=1: conv(cin, cout, k, stride, layer=conv_layer)  # noqa: E731
         self.down, self.skips, self.up = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         previous = in_channels
         for i in range(depth):
-            self.skips.append(nn.Sequential(*conv(previous, skip_ch[i], 1, lipschitz=lipschitz),
-                                            *bn_act(skip_ch[i], norm)) if skip_ch[i] else nn.Identity())
-            self.down.append(nn.Sequential(conv(previous, down_ch[i], 3, stride=2, lipschitz=lipschitz),
-                                           *bn_act(down_ch[i], norm),
-                                           conv(down_ch[i], down_ch[i], 3, lipschitz=lipschitz),
-                                           *bn_act(down_ch[i], norm)))
+            self.skips.append(nn.Sequential(*cv(previous, skip_ch[i], 1), *bn_act(skip_ch[i], norm_layer))
+                              if skip_ch[i] else nn.Identity())
+            self.down.append(nn.Sequential(cv(previous, down_ch[i], 3, stride=2), *bn_act(down_ch[i], norm_layer),
+                                           cv(down_ch[i], down_ch[i], 3), *bn_act(down_ch[i], norm_layer)))
             previous = down_ch[i]
         self.skip_channels = skip_ch
         for i in range(depth):
             # the deepest scale receives h_depth itself; the others receive the decoder's output u_{i+1}
             merged = skip_ch[i] + (down_ch[i + 1] if i + 1 < depth else down_ch[i])
-            self.up.append(nn.Sequential(norm_layer(merged, norm), conv(merged, down_ch[i], 3, lipschitz=lipschitz),
-                                         *bn_act(down_ch[i], norm),
-                                         conv(down_ch[i], down_ch[i], 1, lipschitz=lipschitz),
-                                         *bn_act(down_ch[i], norm)))
-        self.ups = nn.ModuleList(upsample2x(upsample, upsample_sigma) for _ in range(depth))
-        self.out = conv(down_ch[0], out_channels, 1, lipschitz=lipschitz)
+            self.up.append(nn.Sequential(norm_layer(merged), cv(merged, down_ch[i], 3),
+                                         *bn_act(down_ch[i], norm_layer),
+                                         cv(down_ch[i], down_ch[i], 1), *bn_act(down_ch[i], norm_layer)))
+        self.ups = nn.ModuleList(upsample2x(upsample) for _ in range(depth))
+        self.out = cv(down_ch[0], out_channels, 1)
 
     def check_input(self, z: torch.Tensor) -> None:
         check_image(z, "z", ndim=4, channels=self.in_channels, unit_range=False)
@@ -171,14 +156,13 @@ class SkipNet(_MultiScaleNet):
         skips, h = [], z
         for skip, down in zip(self.skips, self.down):
             skips.append(skip(h))
-            h = down(h)
+            h = down(h)                                  # (B, C_i, H / 2^(i+1), W / 2^(i+1))
         for i in reversed(range(self.depth)):
-            h = self.ups[i](h)
+            h = self.ups[i](h)                           # x2: back to H / 2^i
             if self.skip_channels[i]:
                 h = torch.cat([skips[i], h], dim=1)
             h = self.up[i](h)
-        return torch.sigmoid(self.out(h))
-
+        return torch.sigmoid(self.out(h))                # (B, out_channels, H, W) in (0, 1)
 
     def make_input(self, size, generator: torch.Generator | None = None) -> torch.Tensor:
         """The code z for an image of ``size``: image-sized U(0, 0.1) noise, padded to a multiple of 2^depth."""
@@ -186,66 +170,9 @@ class SkipNet(_MultiScaleNet):
 
 
 def skip_net(out_channels: int = 3, *, channels=128, skip=4, depth: int = 5, in_channels: int = 32,
-             upsample: str = "bilinear", **spectral_options) -> SkipNet:
-    """The paper's skip network (defaults: 5 scales, 128 channels, 4 skip channels, 32 input channels).
-    ``spectral_options``: ``lipschitz``, ``norm``, ``upsample_sigma`` (see :class:`SkipNet`)."""
-    return SkipNet(in_channels, out_channels, channels, skip, depth, upsample, **spectral_options)
-
-
-class DecoderNet(_MultiScaleNet):
-    """Shi et al.'s upsampling-only decoder: a fixed low-resolution input of Fourier features, then ``depth`` times
-    (x2 upsampling, two 3x3 conv + norm + LeakyReLU), then a 1x1 conv and a sigmoid. No encoder, no skips: every
-    high frequency of the output has to be made by the upsampling path, which the controls can throttle.
-
-    z: (B, in_channels, H / 2^depth, W / 2^depth) -> (B, out_channels, H, W). Defaults are the paper's controlled
-    decoder (128 channels, Gaussian upsampling with widths (0.1, 0.1, 0.1, 0.5, 0.5) in input pixels, lambda = 1.4,
-    mean-only BN); ``upsample='bilinear', lipschitz=None, norm='batch'`` is the uncontrolled baseline.
-    """
-
-    PAPER_SIGMAS = (0.1, 0.1, 0.1, 0.5, 0.5)
-
-    def __init__(self, in_channels: int = 32, out_channels: int = 3, channels: int = 128, depth: int = 5,
-                 upsample: str = "gaussian", *, upsample_sigma=None, lipschitz: float | None = 1.4,
-                 norm: str = "mean", max_frequency: float = 8.0):
-        super().__init__()
-        self.in_channels = check_positive_int(in_channels, "in_channels", minimum=4)
-        self.out_channels = check_positive_int(out_channels, "out_channels")
-        self.depth = check_positive_int(depth, "depth")
-        channels = check_positive_int(channels, "channels")
-        if upsample_sigma is None:  # the paper's widths, finest scales last: (..., 0.1, 0.1, 0.5, 0.5)
-            upsample_sigma = ((0.1,) * depth + self.PAPER_SIGMAS)[-depth:]
-        sigmas = [upsample_sigma] * depth if isinstance(upsample_sigma, (int, float)) else list(upsample_sigma)
-        if len(sigmas) != depth:
-            raise ValueError(f"upsample_sigma must be a number or {depth} numbers (one per scale), got {upsample_sigma!r}")
-        for sigma in sigmas:
-            _check_spectral_options(upsample, norm, lipschitz, sigma)
-        self.max_frequency = check_number(max_frequency, "max_frequency", minimum=1)
-
-        def block(cin):
-            return nn.Sequential(conv(cin, channels, 3, lipschitz=lipschitz), *bn_act(channels, norm),
-                                 conv(channels, channels, 3, lipschitz=lipschitz), *bn_act(channels, norm))
-
-        self.head = block(in_channels)
-        self.ups = nn.ModuleList(upsample2x(upsample, sigma) for sigma in sigmas)
-        self.blocks = nn.ModuleList(block(channels) for _ in range(depth))
-        self.out = conv(channels, out_channels, 1, lipschitz=lipschitz)
-
-    def check_input(self, z: torch.Tensor) -> None:
-        check_image(z, "z", ndim=4, channels=self.in_channels, unit_range=False)
-        if min(z.shape[-2:]) < 2:
-            raise ValueError(f"z of size {tuple(z.shape[-2:])} is too small: the decoder's input needs at least 2x2 "
-                             f"pixels (an output of at least {self.min_size}x{self.min_size})")
-
-    def make_input(self, size, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Fourier features at 1 / 2^depth of the (padded) image size (deterministic: ``generator`` is unused)."""
-        h, w = padded_size(size, self.multiple)
-        return fourier_features(self.in_channels, (h // self.multiple, w // self.multiple), self.max_frequency)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.head(z)
-        for up, block in zip(self.ups, self.blocks):
-            h = block(up(h))
-        return torch.sigmoid(self.out(h))
+             upsample: str = "bilinear") -> SkipNet:
+    """The paper's skip network (defaults: 5 scales, 128 channels, 4 skip channels, 32 input channels)."""
+    return SkipNet(in_channels, out_channels, channels, skip, depth, upsample)
 
 
 def padded_size(size, multiple: int) -> tuple[int, int]:
@@ -310,11 +237,11 @@ def _check_operator(operator, x_shape, y: torch.Tensor):
     return operator
 
 
-def fit(net: SkipNet | DecoderNet, y: torch.Tensor, operator: ops.Operator | None = None, *, iters: int,
+def fit(net: DIPNet, y: torch.Tensor, operator: ops.Operator | None = None, *, iters: int,
         lr: float = 0.01, reg_noise_std: float = 1 / 30, ema: float = 0.99, out_size=None,
         clean: torch.Tensor | None = None, every: int = 50, backtrack: float | None = 10 ** 0.5, seed: int = 0,
         z: torch.Tensor | None = None, channels_last: bool = True, bf16: bool = False, progress: bool = True,
-        callback=None, monitors: dict | None = None, stop: PlateauStop | None = None,
+        callback=None, monitors: dict | None = None, stop=None,
         stop_on: str = "ratio") -> FitResult:
     """Fit ``net`` so that A(f(z)) matches the observation ``y`` (paper eq. 2), with the paper's recipe.
 
@@ -329,18 +256,21 @@ def fit(net: SkipNet | DecoderNet, y: torch.Tensor, operator: ops.Operator | Non
     the loss, the average and everything returned stay float32).
 
     ``monitors``: ``{name: fn}``; at each check ``fn(output)`` (output (C, H, W) in [0, 1]) is appended to
-    ``history[name]`` (e.g. the FBC of notebook 03). ``stop``: a :class:`course_utils.spectral.PlateauStop` fed
-    with the monitor ``stop_on``; when it fires the fit ends there and ``result.stop_iter`` records the step.
+    ``history[name]`` (e.g. the FBC of notebook 03). ``stop``: an object whose ``update(step, value)`` returns True
+    to stop (e.g. :class:`course_utils.spectral.PlateauStop`), fed with the monitor ``stop_on``; when it fires the
+    fit ends there and ``result.stop_iter`` records the step.
     """
-    if not isinstance(net, (SkipNet, DecoderNet)):
-        raise TypeError(f"net must be a course_utils.dip.SkipNet or DecoderNet, got {type(net).__name__}")
+    if not isinstance(net, DIPNet):
+        raise TypeError(f"net must be a course_utils.dip.DIPNet (SkipNet, spectral.DecoderNet), got "
+                        f"{type(net).__name__}")
     monitors = dict(monitors or {})
     for name, fn in monitors.items():
         if not callable(fn):
             raise TypeError(f"monitors[{name!r}] must be a function of the output image, got {type(fn).__name__}")
     if stop is not None:
-        if not isinstance(stop, PlateauStop):
-            raise TypeError(f"stop must be a course_utils.spectral.PlateauStop, got {type(stop).__name__}")
+        if not callable(getattr(stop, "update", None)):
+            raise TypeError(f"stop must have an update(step, value) -> bool method (e.g. "
+                            f"course_utils.spectral.PlateauStop), got {type(stop).__name__}")
         if stop_on not in monitors:
             raise ValueError(f"stop_on={stop_on!r} must name one of the monitors {sorted(monitors)}")
     check_image(y, "y", ndim=(3, 4))

@@ -19,7 +19,7 @@ def summarize(task: str, method: str, rows: list[dict], json_path=None, extra: d
     """Print a table of ``rows`` (dicts with at least name, psnr, ssim) and their mean; optionally write JSON."""
     if not rows:
         raise SystemExit(f"no image could be evaluated for {task}/{method}")
-    averaged = ["psnr", "ssim"] + (["hf"] if all("hf" in r for r in rows) else [])
+    averaged = ["psnr", "ssim"] + [k for k in ("hf", "consistency") if all(k in r for r in rows)]
     report = {"task": task, "method": method, **(extra or {}), "images": rows,
               "mean": {k: float(np.mean([r[k] for r in rows])) for k in averaged}}
     columns = [k for k in rows[0] if k != "name"]
@@ -114,17 +114,15 @@ def _sr(args) -> dict:
     of ``--images``; an unreadable file or an image too small for the model is reported and skipped."""
     import warnings
 
+    import torch
+
     from .images import load_folder
-    from .sr import build_model, evaluate_image
+    from .sr import evaluate_image, load_model
 
     if args.scale < 2:
         raise SystemExit(f"error: --scale must be an integer >= 2, got {args.scale}")
     try:
-        if args.model == "bicubic":
-            model = build_model("bicubic", args.scale)
-        else:
-            from .checkpoints import load_checkpoint
-            model = load_checkpoint(args.model, args.scale)
+        model = load_model(args.model, args.scale)
     except (ValueError, TypeError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     skipped = []
@@ -136,9 +134,10 @@ def _sr(args) -> dict:
             raise SystemExit(f"error: --images: {error}") from None
     skipped += [str(w.message) for w in caught if str(w.message).startswith("skipping")]
     rows = []
-    for name, image in images:
+    for index, (name, image) in enumerate(images):
         try:
-            rows.append({"name": name, **evaluate_image(model, image)})
+            generator = torch.Generator().manual_seed(args.seed + index)
+            rows.append({"name": name, **evaluate_image(model, image, generator=generator)})
         except ValueError as error:
             skipped.append(f"skipping {name}: {error}")
     for message in skipped:
@@ -147,6 +146,13 @@ def _sr(args) -> dict:
                 f"16-235; border of {args.scale} px cropped")
     return summarize("sr", args.model, rows, args.json,
                      extra={"scale": args.scale, "protocol": protocol, "skipped": skipped})
+
+
+def _sr_models() -> dict:
+    from .sr import MODELS, import_paper_modules
+
+    import_paper_modules()
+    return MODELS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,9 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--json", type=Path, default=None)
     den.set_defaults(run=_denoise)
     sr = tasks.add_parser("sr", help="single-image super-resolution, papers' protocol")
-    sr.add_argument("--model", required=True, choices=["bicubic", "espcn", "srcnn", "srgan", "srresnet", "vdsr"])
+    sr.add_argument("--model", required=True, choices=sorted(_sr_models()), help="a registered SR method")
     sr.add_argument("--scale", type=int, required=True)
     sr.add_argument("--images", required=True, type=Path)
+    sr.add_argument("--seed", type=int, default=0, help="stochastic methods: image i uses seed + i")
     sr.add_argument("--json", type=Path, default=None)
     sr.set_defaults(run=_sr)
     return parser

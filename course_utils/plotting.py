@@ -56,6 +56,17 @@ def show_images(images, titles=None, *, ncols: int | None = None, zoom=None, sup
     return fig
 
 
+def zoom_box(image, top: float, left: float, zoom: int) -> tuple:
+    """A ``zoom`` x ``zoom`` window (clamped to 8 .. the image) placed at fractions ``top``/``left`` (0..1) of the
+    free space of ``image`` (C, H, W) -> (top, left, height, width) for ``show_images(zoom=...)``."""
+    from ._checks import check_number
+
+    top, left = check_number(top, "top", minimum=0, maximum=1), check_number(left, "left", minimum=0, maximum=1)
+    h, w = image.shape[-2:]
+    zoom = max(8, min(int(zoom), h, w))
+    return round(top * (h - zoom)), round(left * (w - zoom)), zoom, zoom
+
+
 def plot_history(history: dict, keys, *, x_key: str = "iter", logx: bool = False, logy: bool = False,
                  title: str = "", ylabel: str = "", xlabel: str = "iteration", ax=None, labels=None):
     """Plot ``history[key]`` against ``history[x_key]`` for each key (histories are dicts of lists, as returned by

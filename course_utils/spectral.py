@@ -8,7 +8,8 @@ and stop without a reference image.
   bounds each layer's Lipschitz constant and so slows down the fitting of high frequencies.
 * :class:`GaussianUpsample` - fixed x2 upsampling: zero insertion followed by a Gaussian low-pass of width sigma
   (Eq. 7), normalised to unit DC gain.
-* :class:`MeanOnlyBatchNorm` and :func:`fourier_features` - the pieces of the paper's upsampling-only decoder.
+* :class:`MeanOnlyBatchNorm` and :func:`fourier_features` - the pieces of the paper's upsampling-only decoder
+  :class:`DecoderNet`; :func:`skip_net` - the DIP skip network of notebooks 01-02 with the same controls.
 * :func:`blur_sharpness_ratio` and :class:`PlateauStop` - the no-reference stopping criterion (Eq. 8): stop when the
   ratio of a blur measure to a sharpness measure of the output stops changing.
 """
@@ -20,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import dip
 from ._checks import check_image, check_number, check_positive_int
 from .images import rgb_to_gray
 
@@ -180,6 +182,102 @@ def fourier_features(channels: int, size, max_frequency: float = 8.0) -> torch.T
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# controlled networks: the DIP skip net with the controls, and the paper's upsampling-only decoder
+
+NORMS = ("batch", "mean")
+UPSAMPLES = ("bilinear", "nearest", "gaussian")
+
+
+def controlled_layers(lipschitz: float | None = None, norm: str = "batch", upsample: str = "bilinear",
+                      upsample_sigma: float = 0.5) -> dict:
+    """The layer factories of a controlled network, as keyword arguments for :class:`course_utils.dip.SkipNet`:
+    ``lipschitz`` = lambda swaps every convolution for a :class:`LipschitzConv2d` (None = plain ``nn.Conv2d``);
+    ``norm='mean'`` uses :class:`MeanOnlyBatchNorm` (ordinary BatchNorm divides the Lipschitz bound away);
+    ``upsample='gaussian'`` uses :class:`GaussianUpsample` of width ``upsample_sigma``."""
+    if upsample not in UPSAMPLES:
+        raise ValueError(f"upsample must be one of {UPSAMPLES}, got {upsample!r}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if lipschitz is not None:
+        lipschitz = check_number(lipschitz, "lipschitz", minimum=0, strict_min=True)
+    upsample_sigma = check_number(upsample_sigma, "upsample_sigma", minimum=0, strict_min=True)
+
+    def conv_layer(cin, cout, k, stride=1):
+        if lipschitz is None:
+            return nn.Conv2d(cin, cout, k, stride=stride)
+        return LipschitzConv2d(cin, cout, k, stride=stride, lipschitz=lipschitz)
+
+    return {"conv_layer": conv_layer,
+            "norm_layer": nn.BatchNorm2d if norm == "batch" else MeanOnlyBatchNorm,
+            "upsample": (lambda: GaussianUpsample(upsample_sigma)) if upsample == "gaussian" else upsample}
+
+
+def skip_net(out_channels: int = 3, *, channels=128, skip=4, depth: int = 5, in_channels: int = 32,
+             upsample: str = "bilinear", lipschitz: float | None = None, norm: str = "batch",
+             upsample_sigma: float = 0.5) -> dip.SkipNet:
+    """:func:`course_utils.dip.skip_net` with the spectral-bias controls of :func:`controlled_layers`
+    (defaults: none, i.e. the plain DIP network)."""
+    layers = controlled_layers(lipschitz, norm, upsample, upsample_sigma)
+    return dip.SkipNet(in_channels, out_channels, channels, skip, depth, layers.pop("upsample"), **layers)
+
+
+class DecoderNet(dip.DIPNet):
+    """Shi et al.'s upsampling-only decoder: a fixed low-resolution input of Fourier features, then ``depth`` times
+    (x2 upsampling, two 3x3 conv + norm + LeakyReLU), then a 1x1 conv and a sigmoid. No encoder, no skips: every
+    high frequency of the output has to be made by the upsampling path, which the controls can throttle.
+
+    z: (B, in_channels, H / 2^depth, W / 2^depth) -> (B, out_channels, H, W). Defaults are the paper's controlled
+    decoder (128 channels, Gaussian upsampling with widths (0.1, 0.1, 0.1, 0.5, 0.5) in input pixels, lambda = 1.4,
+    mean-only BN); ``upsample='bilinear', lipschitz=None, norm='batch'`` is the uncontrolled baseline.
+    """
+
+    PAPER_SIGMAS = (0.1, 0.1, 0.1, 0.5, 0.5)
+
+    def __init__(self, in_channels: int = 32, out_channels: int = 3, channels: int = 128, depth: int = 5,
+                 upsample: str = "gaussian", *, upsample_sigma=None, lipschitz: float | None = 1.4,
+                 norm: str = "mean", max_frequency: float = 8.0):
+        super().__init__()
+        self.in_channels = check_positive_int(in_channels, "in_channels", minimum=4)
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.depth = check_positive_int(depth, "depth")
+        channels = check_positive_int(channels, "channels")
+        if upsample_sigma is None:  # the paper's widths, finest scales last: (..., 0.1, 0.1, 0.5, 0.5)
+            upsample_sigma = ((0.1,) * depth + self.PAPER_SIGMAS)[-depth:]
+        sigmas = [upsample_sigma] * depth if isinstance(upsample_sigma, (int, float)) else list(upsample_sigma)
+        if len(sigmas) != depth:
+            raise ValueError(f"upsample_sigma must be a number or {depth} numbers (one per scale), got {upsample_sigma!r}")
+        layers = [controlled_layers(lipschitz, norm, upsample, sigma) for sigma in sigmas]
+        conv_layer, norm_layer = layers[0]["conv_layer"], layers[0]["norm_layer"]
+        self.max_frequency = check_number(max_frequency, "max_frequency", minimum=1)
+
+        def block(cin):
+            return nn.Sequential(dip.conv(cin, channels, 3, layer=conv_layer), *dip.bn_act(channels, norm_layer),
+                                 dip.conv(channels, channels, 3, layer=conv_layer), *dip.bn_act(channels, norm_layer))
+
+        self.head = block(in_channels)
+        self.ups = nn.ModuleList(dip.upsample2x(layer["upsample"]) for layer in layers)
+        self.blocks = nn.ModuleList(block(channels) for _ in range(depth))
+        self.out = dip.conv(channels, out_channels, 1, layer=conv_layer)
+
+    def check_input(self, z: torch.Tensor) -> None:
+        check_image(z, "z", ndim=4, channels=self.in_channels, unit_range=False)
+        if min(z.shape[-2:]) < 2:
+            raise ValueError(f"z of size {tuple(z.shape[-2:])} is too small: the decoder's input needs at least 2x2 "
+                             f"pixels (an output of at least {self.min_size}x{self.min_size})")
+
+    def make_input(self, size, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Fourier features at 1 / 2^depth of the (padded) image size (deterministic: ``generator`` is unused)."""
+        h, w = dip.padded_size(size, self.multiple)
+        return fourier_features(self.in_channels, (h // self.multiple, w // self.multiple), self.max_frequency)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.head(z)                                 # (B, channels, H / 2^depth, W / 2^depth)
+        for up, block in zip(self.ups, self.blocks):
+            h = block(up(h))                             # x2 per scale
+        return torch.sigmoid(self.out(h))                # (B, out_channels, H, W) in (0, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # stopping without a reference: blur / sharpness ratio
 
 def blur_measure(image: torch.Tensor, filter_size: int = 9) -> float:
@@ -285,19 +383,17 @@ def fit_with_spectra(y: torch.Tensor, *, clean: torch.Tensor | None = None, oper
                      progress: bool = False):
     """Fit a DIP network to the observation ``y`` (C, H, W) while recording, every ``every`` steps, the FBC of the
     output against ``y`` (``history["fbc"]``, one (5,) tensor per check) and the blur/sharpness ratio
-    (``history["ratio"]``). ``network``: 'decoder' (:class:`dip.DecoderNet`) or 'skip' (:class:`dip.SkipNet`),
+    (``history["ratio"]``). ``network``: 'decoder' (:class:`DecoderNet`) or 'skip' (:func:`skip_net`),
     built with ``options`` (e.g. one of :func:`variants`). Returns the :class:`dip.FitResult`."""
-    from . import dip
-
     if network not in ("decoder", "skip"):
         raise ValueError(f"network must be 'decoder' or 'skip', got {network!r}")
     check_image(y, "y", ndim=3)
     torch.manual_seed(seed)
     options = dict(options or {})
     if network == "decoder":
-        net = dip.DecoderNet(out_channels=y.shape[0], channels=channels, depth=depth, **options)
+        net = DecoderNet(out_channels=y.shape[0], channels=channels, depth=depth, **options)
     else:
-        net = dip.skip_net(y.shape[0], channels=channels, depth=depth, **options)
+        net = skip_net(y.shape[0], channels=channels, depth=depth, **options)
     # the FBC reference is the observation y itself, so the output is compared through the forward model A
     monitors = {"fbc": lambda out: fbc(out if operator is None else operator(out), y),
                 "ratio": blur_sharpness_ratio}

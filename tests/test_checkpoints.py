@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from course_utils import checkpoints, images, train
+from course_utils import checkpoints, images, sr, train
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,9 @@ def test_set_values_are_json_and_recorded_in_the_command(tmp_path, tiny_images):
 
 def test_learning_rate_schedule():
     recipe = dict(lr=1e-3, steps=100, lr_decay_at=(0.5, 0.8), lr_decay=0.1)
-    assert [train.learning_rate(recipe, s) for s in (0, 49, 50, 79, 80, 99)] == \
+    assert [sr.learning_rate(recipe, s) for s in (0, 49, 50, 79, 80, 99)] == \
         pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
-    assert train.learning_rate(dict(lr=0.5, steps=10, lr_decay_at=()), 9) == 0.5
+    assert sr.learning_rate(dict(lr=0.5, steps=10, lr_decay_at=()), 9) == 0.5
 
 
 def test_images_folder_recursive_with_bad_files(tmp_path, tiny_images, capsys):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from course_utils import metrics
+from course_utils import images, metrics, operators as ops
 from course_utils.images import rgb_to_y
 
 
@@ -54,3 +54,29 @@ def test_metric_bad_input(rgb):
         metrics.sr_psnr(rgb[:, :6, :6], rgb[:, :6, :6], scale=4)
     with pytest.raises(ValueError, match="channel"):
         metrics.sr_psnr(torch.rand(2, 20, 20), torch.rand(2, 20, 20), scale=2)
+
+
+def test_radial_power_spectrum():
+    g = torch.Generator().manual_seed(0)
+    noise = torch.rand(1, 128, 128, generator=g)
+    freq, power = metrics.radial_power_spectrum(noise, bins=16)
+    assert freq.shape == power.shape == (16,) and 0 < freq[0] < freq[-1] < 0.5
+    assert power[4:].max() / power[4:].min() < 1.5                    # white noise: flat away from DC
+    photo = images.load_skimage("camera", size=128)
+    _, p = metrics.radial_power_spectrum(photo, bins=16)
+    assert p[1] > 30 * p[-1]                                           # natural images: power falls with f
+
+
+def test_high_frequency_ratio():
+    photo = images.load_skimage("astronaut", size=128)
+    assert metrics.high_frequency_ratio(photo, photo, 4) == pytest.approx(1.0)
+    blurry = ops.Upsample(4)(ops.Downsample(4)(photo)).clamp(0, 1)
+    assert metrics.high_frequency_ratio(blurry, photo, 4) < 0.2        # bicubic cannot invent detail
+    noisy = (photo + 0.1 * torch.randn(photo.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert metrics.high_frequency_ratio(noisy, photo, 4) > 1           # noise is "detail" too: not a quality score
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.high_frequency_ratio(photo[:, :64], photo, 4)
+    assert np.isfinite(metrics.high_frequency_ratio(blurry, photo, 2))
+    # the SR-protocol version: Y channel, border of `scale` pixels cropped
+    want = metrics.high_frequency_ratio(images.rgb_to_y(blurry)[:, 4:-4, 4:-4], images.rgb_to_y(photo)[:, 4:-4, 4:-4], 4)
+    assert metrics.sr_high_frequency_ratio(blurry, photo, 4) == pytest.approx(want)

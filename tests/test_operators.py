@@ -154,3 +154,34 @@ def test_mask_of_wrong_shape_is_refused(rgb):
         ops.Inpaint(torch.full((48, 48), 0.5))
     with pytest.raises(TypeError, match="mask must be a torch.Tensor"):
         ops.Inpaint(np.ones((48, 48)))
+
+
+# ------------------------------------------------------------------------------ properties of every operator
+
+def _all_operators(size=24):
+    mask = ops.bernoulli_mask(size, 0.5, torch.Generator().manual_seed(0))
+    return {"identity": ops.Identity(), "noise": ops.GaussianNoise(25), "down": ops.Downsample(2),
+            "down_lanczos": ops.Downsample(3, kernel="lanczos"), "up": ops.Upsample(2), "blur": ops.GaussianBlur(1.0),
+            "inpaint": ops.Inpaint(mask), "compose": ops.Compose(ops.GaussianBlur(1.0), ops.Downsample(2)),
+            "compose_noisy": ops.Compose(ops.Downsample(2), ops.GaussianNoise(10))}
+
+
+@pytest.mark.parametrize("name", list(_all_operators()))
+def test_operator_properties(name):
+    op = _all_operators()[name]
+    g = torch.Generator().manual_seed(1)
+    x, y = 0.2 + 0.6 * torch.rand(2, 3, 24, 24, generator=g)      # values far from 0 and 1: no clipping
+    if op.linear:   # A(a x + b y) = a A(x) + b A(y)
+        assert torch.allclose(op(0.3 * x + 0.7 * y), 0.3 * op(x) + 0.7 * op(y), atol=1e-5)
+        batch = op(torch.stack([x, y]))                            # batching: the same as one by one
+        assert torch.allclose(batch[0], op(x), atol=1e-6) and torch.allclose(batch[1], op(y), atol=1e-6)
+    else:           # random: seeded draws repeat, other seeds differ
+        same = op(x, torch.Generator().manual_seed(5)), op(x, torch.Generator().manual_seed(5))
+        assert torch.equal(*same)
+        assert not torch.equal(same[0], op(x, torch.Generator().manual_seed(6)))
+    out = op(x.double(), torch.Generator().manual_seed(0))        # dtype kept
+    assert out.dtype == torch.float64 and out.dim() == 3
+    with pytest.raises(ValueError, match="x contains NaN"):
+        op(torch.full((3, 24, 24), float("nan")))
+    with pytest.raises(ValueError, match=r"x values must lie in \[0, 1\]"):
+        op(x * 3)

@@ -123,9 +123,8 @@ def test_plateau_stop_fires_on_convergence_only():
 # ------------------------------------------------------------------------------ the controls inside the DIP networks
 
 def test_skip_net_spectral_options_swap_layers():
-    from course_utils import dip
 
-    net = dip.skip_net(channels=8, skip=2, depth=3, lipschitz=1.0, norm="mean", upsample="gaussian",
+    net = S.skip_net(channels=8, skip=2, depth=3, lipschitz=1.0, norm="mean", upsample="gaussian",
                        upsample_sigma=0.5)
     kinds = {type(m).__name__ for m in net.modules()}
     assert {"LipschitzConv2d", "MeanOnlyBatchNorm", "GaussianUpsample"} <= kinds
@@ -133,24 +132,23 @@ def test_skip_net_spectral_options_swap_layers():
     z = net.make_input(32, generator=torch.Generator().manual_seed(0))
     assert net(z).shape == (1, 3, 32, 32)
     with pytest.raises(ValueError, match="lipschitz must be > 0"):
-        dip.skip_net(channels=8, depth=3, lipschitz=-1)
+        S.skip_net(channels=8, depth=3, lipschitz=-1)
     with pytest.raises(ValueError, match="upsample must be one of"):
-        dip.skip_net(channels=8, depth=3, upsample="bicubic")
+        S.skip_net(channels=8, depth=3, upsample="bicubic")
     with pytest.raises(ValueError, match="norm must be one of"):
-        dip.skip_net(channels=8, depth=3, norm="layer")
+        S.skip_net(channels=8, depth=3, norm="layer")
 
 
 def test_decoder_net_input_and_output_sizes():
-    from course_utils import dip
 
-    net = dip.DecoderNet(channels=8, depth=3)
+    net = S.DecoderNet(channels=8, depth=3)
     z = net.make_input((40, 48))
     assert z.shape == (1, 32, 5, 6)
     assert net(z).shape == (1, 3, 40, 48)
-    plain = dip.DecoderNet(channels=8, depth=3, upsample="bilinear", lipschitz=None, norm="batch")
+    plain = S.DecoderNet(channels=8, depth=3, upsample="bilinear", lipschitz=None, norm="batch")
     assert not any(isinstance(m, S.LipschitzConv2d) for m in plain.modules())
     with pytest.raises(ValueError, match="upsample_sigma must be a number or 3 numbers"):
-        dip.DecoderNet(channels=8, depth=3, upsample_sigma=(0.5, 0.5))
+        S.DecoderNet(channels=8, depth=3, upsample_sigma=(0.5, 0.5))
 
 
 def test_fit_records_monitors_and_stops_automatically():
@@ -158,35 +156,20 @@ def test_fit_records_monitors_and_stops_automatically():
 
     clean = load_skimage("chelsea", size=32)
     noisy = ops.GaussianNoise(25)(clean, torch.Generator().manual_seed(0))
-    net = dip.DecoderNet(channels=8, depth=3)
+    net = S.DecoderNet(channels=8, depth=3)
     result = dip.fit(net, noisy, iters=60, every=10, progress=False, clean=clean,
                      monitors={"fbc": lambda out: S.fbc(out, noisy), "ratio": S.blur_sharpness_ratio})
     assert len(result.history["fbc"]) == len(result.history["iter"]) == 6
     assert result.history["fbc"][0].shape == (5,) and result.stop_iter is None
     # a plateau test with a huge tolerance fires at the first iteration it may (2 windows = 20 steps)
-    stopped = dip.fit(dip.DecoderNet(channels=8, depth=3), noisy, iters=60, every=10, progress=False,
+    stopped = dip.fit(S.DecoderNet(channels=8, depth=3), noisy, iters=60, every=10, progress=False,
                       monitors={"ratio": S.blur_sharpness_ratio}, stop=S.PlateauStop(window=10, tolerance=1e9))
     assert stopped.stop_iter == 20 and len(stopped.history["loss"]) == 20
     with pytest.raises(ValueError, match="stop_on"):
         dip.fit(net, noisy, iters=5, progress=False, stop=S.PlateauStop(10, 0.1), monitors={})
 
 
-def test_spectral_widget_callback_headless():
-    import ipywidgets as w
 
-    from course_utils import widgets
-
-    clean = load_skimage("coffee", size=64)
-    result = widgets.spectral_demo(clean, task="inpaint", iters=20, channels=4, every=10)
-    assert set(result["runs"]) == {"plain DIP", "both (Shi et al.)"}
-    assert len(result["runs"]["plain DIP"].history["psnr"]) == 2
-    panel = widgets.spectral_panel(clean)
-    controls = {c.description: c for c in panel.children if hasattr(c, "value") and hasattr(c, "description")}
-    controls["iterations"].value = 50
-    assert panel.result is None  # nothing runs until the button is pressed
-    with pytest.raises(ValueError, match="task must be"):
-        widgets.spectral_demo(clean, task="deblur")
-    assert any(isinstance(c, w.Button) for c in panel.children)
 
 
 def test_evaluate_dip_controlled_reports_stop_iteration(tmp_path):

@@ -1,9 +1,11 @@
+"""Notebooks 01-02's panels, headless."""
 import ipywidgets as w
 import pytest
 import torch
 
-from course_utils import dip, widgets
+from course_utils import dip
 from course_utils.images import load_skimage
+from course_utils.widgets import dip as panels
 
 
 @pytest.fixture
@@ -12,16 +14,16 @@ def img64():
 
 
 def test_dip_fit_demo_is_pure(img64):
-    a = widgets.dip_fit_demo(img64, width=8, iters=6, every=3)
-    b = widgets.dip_fit_demo(img64, width=8, iters=6, every=3)
+    a = panels.dip_fit_demo(img64, width=8, iters=6, every=3)
+    b = panels.dip_fit_demo(img64, width=8, iters=6, every=3)
     assert torch.equal(a["fit"].average, b["fit"].average)
     assert a["fit"].history["iter"] == [3, 6] and a["noisy"].shape == img64.shape
-    c = widgets.dip_fit_demo(img64, width=8, iters=6, every=3, upsample="nearest")
+    c = panels.dip_fit_demo(img64, width=8, iters=6, every=3, upsample="nearest")
     assert not torch.equal(a["fit"].average, c["fit"].average)
 
 
 def test_dip_fit_panel_runs_headless(img64):
-    panel = widgets.dip_fit_panel(img64, iters=50)
+    panel = panels.dip_fit_panel(img64, iters=50)
     controls = {c.description: c for c in panel.children if hasattr(c, "value") and c.description}
     controls["width"].value = 8
     assert panel.result is None  # nothing runs before the button
@@ -31,13 +33,13 @@ def test_dip_fit_panel_runs_headless(img64):
 
 @pytest.mark.parametrize("task, shape", [("denoise", (3, 64, 64)), ("sr", (3, 64, 64)), ("inpaint", (3, 64, 64))])
 def test_dip_restore_demo_tasks(img64, task, shape):
-    out = widgets.dip_restore_demo(img64, task=task, iters=4, width=8, every=2)
+    out = panels.dip_restore_demo(img64, task=task, iters=4, width=8, every=2)
     assert out["fit"].average.shape == shape
     assert set(out["psnr"]) >= {"DIP raw", "DIP averaged"}
 
 
 def test_dip_restore_panel_live_curve(img64):
-    panel = widgets.dip_restore_panel(img64, iters=4, width=8)
+    panel = panels.dip_restore_panel(img64, iters=4, width=8)
     controls = {c.description: c for c in panel.children if hasattr(c, "value") and c.description}
     controls["task"].value = "sr"
     controls["iterations"].value = 50

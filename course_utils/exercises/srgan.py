@@ -30,7 +30,7 @@ def check_mse_optimal_guess(fn) -> bool | None:
 def check_gan_losses(generator_loss, discriminator_loss) -> bool | None:
     """``generator_loss(fake_logits)`` = mean -log D(G(y)); ``discriminator_loss(real_logits, fake_logits)`` =
     mean -log D(x) + mean -log(1 - D(G(y))), with D = sigmoid(logit). Logits are (B,) tensors."""
-    from ..sr import adversarial_loss, discriminator_loss as reference_d
+    from ..srgan import adversarial_loss, discriminator_loss as reference_d
 
     def check():
         g = torch.Generator().manual_seed(1)
@@ -45,7 +45,7 @@ def check_gan_losses(generator_loss, discriminator_loss) -> bool | None:
         big = torch.tensor([200.0, -200.0])
         if not all(torch.isfinite(torch.as_tensor(v)) for v in (generator_loss(big), discriminator_loss(big, -big))):
             return False, "your losses overflow for large logits: use the log-sigmoid (logits) form"
-        return True, "matches sr.adversarial_loss and sr.discriminator_loss, and is stable for large logits"
+        return True, "matches srgan.adversarial_loss and srgan.discriminator_loss, and is stable for large logits"
     return run_check("GAN losses", check)
 
 
@@ -53,7 +53,7 @@ def check_vgg_layer_index(fn) -> bool | None:
     """``fn(i, j)``: the index in torchvision's ``vgg19().features`` of phi_ij, the ReLU after the j-th convolution
     before the i-th max-pooling (each convolution is followed by a ReLU; each block ends with a max-pooling;
     blocks have 2, 2, 4, 4, 4 convolutions)."""
-    from ..sr import VGG19_LAYERS
+    from ..srgan import VGG19_LAYERS
 
     def check():
         for name, want in VGG19_LAYERS.items():
