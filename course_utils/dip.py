@@ -426,6 +426,25 @@ def classical_denoise(noisy: torch.Tensor, sigma: float, method: str = "bm3d") -
     return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
 
 
+def classical_inpaint(observed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fill the missing pixels of ``observed`` (C, H, W) where ``mask`` is 0 (mask: (H, W), (1, H, W) or
+    (1, 1, H, W), 1 = observed) by biharmonic interpolation (``skimage.restoration.inpaint_biharmonic``): the
+    smoothest surface through the observed pixels, the classical baseline for inpainting."""
+    import numpy as np
+    from skimage.restoration import inpaint_biharmonic
+
+    check_image(observed, "observed", ndim=3, channels=(1, 3))
+    check_image(mask, "mask", ndim=(2, 3, 4))
+    if tuple(mask.shape[-2:]) != tuple(observed.shape[-2:]) or mask.numel() != observed.shape[-1] * observed.shape[-2]:
+        raise ValueError(f"mask must be one (H, W) plane of the image's size {tuple(observed.shape[-2:])}, "
+                         f"got shape {tuple(mask.shape)}")
+    missing = mask.detach().cpu().reshape(observed.shape[-2:]).numpy() < 0.5
+    array = observed.detach().double().cpu().numpy().transpose(1, 2, 0)
+    out = inpaint_biharmonic(array, missing, channel_axis=-1)
+    out = np.clip(np.asarray(out, dtype=np.float32), 0, 1).transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(out))
+
+
 # --------------------------------------------------------------------------------------------------------------
 # experiments of the notebooks
 

@@ -39,6 +39,8 @@ def _recipes() -> dict:
 
 
 RECIPES = {name: recipe for name, (_, recipe) in _recipes().items()}
+#: models trained without a scale (e.g. PULSE's generator): paper modules list them in their ``UNSCALED``
+UNSCALED = {name for name, (module, _) in _recipes().items() if name in getattr(module, "UNSCALED", ())}
 
 
 def hardware() -> str:
@@ -217,13 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course_utils.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=sorted(RECIPES))
-    parser.add_argument("--scale", type=int, required=True, help="upscaling factor (2, 3, 4, ...)")
+    parser.add_argument("--scale", type=int, default=None,
+                        help="upscaling factor (2, 3, 4, ...); required by every model that upscales")
     parser.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the recipe's)")
     parser.add_argument("--images", type=Path, default=None,
                         help="folder of high-res training images, read recursively (default: the course's train "
                              "split), e.g. T91 or T91 + BSD200")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override recipe entries, e.g. --set lr=1e-4 batch=32 bf16=true (values are JSON)")
+                        help="override recipe entries, e.g. --set lr=1e-4 batch=32 bf16=true (values are JSON); "
+                             "--KEY VALUE works too for any recipe key, e.g. --mix skewed")
     parser.add_argument("--out", type=Path, default=None,
                         help="checkpoint path (default: course_utils/weights/<model>_x<scale>.pt, registered)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>.resume")
@@ -238,13 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.scale < 2:
-        raise SystemExit(f"error: --scale must be an integer >= 2, got {args.scale}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args, extra = build_parser().parse_known_args(argv)
     try:
         overrides = _parse_set(args.set)
+        overrides.update(_parse_options(extra, args.model))
+        scaled = args.model not in UNSCALED
+        if scaled and (args.scale is None or args.scale < 2):
+            raise ValueError(f"--scale must be an integer >= 2 for {args.model}, got {args.scale}")
+        if not scaled and args.scale is not None:
+            raise ValueError(f"{args.model} has no scale: leave out --scale")
+        if args.threads:
+            torch.set_num_threads(args.threads)
         if args.download:
             overrides["download"] = True
         train(args.model, args.scale, args.steps, args.out, resume=args.resume, seed=args.seed,
@@ -253,6 +261,21 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, ConnectionError) as error:
         raise SystemExit(f"error: {error}") from None
     return 0
+
+
+def _parse_options(extra: list, model: str) -> dict:
+    """``['--mix', 'skewed']`` -> ``{"mix": "skewed"}`` for recipe keys of ``model`` (``--key value`` is the same as
+    ``--set key=value``); anything else is refused, naming the valid keys."""
+    valid = RECIPES[model]
+    values, rest = {}, list(extra)
+    while rest:
+        flag = rest.pop(0)
+        key = flag[2:].replace("-", "_") if flag.startswith("--") else None
+        if key not in valid or not rest:
+            raise ValueError(f"unrecognised argument {flag!r}; recipe keys of {model} (as --set KEY=VALUE or "
+                             f"--KEY VALUE): {sorted(valid)}")
+        values.update(_parse_set([f"{key}={rest.pop(0)}"]))
+    return values
 
 
 if __name__ == "__main__":

@@ -34,8 +34,12 @@ def test_train_writes_checkpoint_and_resume_is_exact(tmp_path, tiny_images, caps
 def test_train_cli_and_bad_arguments(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         train.main(["edsr", "--scale", "3"])
-    with pytest.raises(SystemExit, match="--scale must be"):
+    with pytest.raises(SystemExit, match="--scale must be an integer >= 2 for srcnn, got 1"):
         train.main(["srcnn", "--scale", "1"])
+    with pytest.raises(SystemExit, match="--scale must be an integer >= 2 for srcnn, got None"):
+        train.main(["srcnn"])
+    with pytest.raises(SystemExit, match=r"unrecognised argument '--learning-rate'.*recipe keys of srcnn"):
+        train.main(["srcnn", "--scale", "3", "--learning-rate", "0.1"])
     with pytest.raises(ValueError, match="steps"):
         train.train("srcnn", 3, -1, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="name"):
@@ -44,6 +48,15 @@ def test_train_cli_and_bad_arguments(tmp_path, monkeypatch):
         train.main(["srcnn", "--scale", "3", "--set", "learning_rate=0.1"])
     with pytest.raises(SystemExit, match="--set takes key=value"):
         train.main(["srcnn", "--scale", "3", "--set", "lr"])
+
+
+def test_recipe_keys_as_options(tmp_path, monkeypatch, tiny_images):
+    monkeypatch.setattr(images, "image_set", lambda split: {"a": tiny_images[0], "b": tiny_images[1]})
+    out = tmp_path / "e.pt"
+    assert train.main(["espcn", "--scale", "2", "--steps", "1", "--batch", "2", "--loss", "l1", "--out", str(out)]) == 0
+    saved = torch.load(out, weights_only=True)
+    assert saved["recipe"]["batch"] == 2 and saved["recipe"]["loss"] == "l1"
+    assert saved["command"].endswith('--set batch=2 loss="l1"')
 
 
 def test_set_values_are_json_and_recorded_in_the_command(tmp_path, tiny_images):

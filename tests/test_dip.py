@@ -155,3 +155,18 @@ def test_fit_bf16_autocast_returns_float32_and_fits(rgb):
     r = dip.fit(tiny(), y, iters=30, every=10, progress=False, bf16=True)
     assert r.output.dtype == r.average.dtype == torch.float32
     assert r.history["loss"][-1] < r.history["loss"][0]
+
+
+def test_classical_inpaint_fills_the_holes_only():
+    from course_utils.images import load_skimage
+
+    image = load_skimage("astronaut", size=48)
+    mask = ops.bernoulli_mask(48, 0.5, torch.Generator().manual_seed(0))
+    observed = ops.Inpaint(mask)(image)
+    filled = dip.classical_inpaint(observed, mask)
+    keep = mask.reshape(48, 48).bool()
+    assert torch.allclose(filled[:, keep], image[:, keep], atol=1e-6)        # observed pixels untouched
+    from course_utils.metrics import psnr
+    assert psnr(filled, image) > psnr(observed, image) + 10                  # the holes get plausible values
+    with pytest.raises(ValueError, match="mask must be one"):
+        dip.classical_inpaint(observed, torch.ones(1, 1, 24, 24))
