@@ -144,6 +144,9 @@ def train(name: str, scale: int, steps: int | None = None, out=None, *, resume: 
 
     generator = seed_everything(seed)          # the global RNG initialises the weights, `generator` draws the data
     run = module.trainer(name, scale, recipe, load_images, generator, seed).to(device())
+    if getattr(run, "data_source", None):      # a trainer that makes its own data (e.g. PULSE's rendered faces)
+        data["source"] = run.data_source
+    label = name if scale is None else f"{name} x{scale}"
     history, done = None, 0
     if resume:
         if not state_path.is_file():
@@ -151,13 +154,13 @@ def train(name: str, scale: int, steps: int | None = None, out=None, *, resume: 
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         if (state["name"], state["scale"], state["seed"]) != (name, scale, seed):
             raise ValueError(f"{state_path} is a run of {state['name']} x{state['scale']} seed {state['seed']}, "
-                             f"not {name} x{scale} seed {seed}")
+                             f"not {label} seed {seed}")
         run.model.load_state_dict(state["model"])
         run.load_state_dict(state["trainer"])
         history, done = state["history"], state["step"]
         if done > steps:
             raise ValueError(f"{state_path} already has {done} steps, more than --steps {steps}")
-        print(f"resuming {name} x{scale} from step {done}", flush=True)
+        print(f"resuming {label} from step {done}", flush=True)
 
     while done < steps:
         chunk = min(save_every, steps - done)
@@ -168,14 +171,15 @@ def train(name: str, scale: int, steps: int | None = None, out=None, *, resume: 
         if eval_every and (done % eval_every == 0 or done == steps):
             history.setdefault("eval_step", []).append(done)
             history.setdefault("eval_psnr", []).append(_test_split_psnr(run.model, scale))
-            print(f"{name} x{scale}: step {done}  test-split PSNR {history['eval_psnr'][-1]:.3f} dB", flush=True)
+            print(f"{label}: step {done}  test-split PSNR {history['eval_psnr'][-1]:.3f} dB", flush=True)
         _save({"name": name, "scale": scale, "seed": seed, "step": done, "model": run.model.state_dict(),
                "trainer": run.state_dict(), "history": history}, state_path)
-        print(f"{name} x{scale}: step {done}/{steps}  loss {history['loss'][-1]:.5f}  "
+        print(f"{label}: step {done}/{steps}  loss {history['loss'][-1]:.5f}  "
               f"{history['seconds'][-1]:.0f} s", flush=True)
     history = history or {"step": [], "loss": [], "seconds": []}
 
-    command = f"python -m course_utils.train {name} --scale {scale} --steps {steps}" + \
+    command = f"python -m course_utils.train {name}" + (f" --scale {scale}" if scale is not None else "") + \
+        f" --steps {steps}" + \
         (f" --seed {seed}" if seed else "") + (f" --images {images_dir}" if images_dir is not None else "")
     changed = {k: v for k, v in overrides.items() if k not in ("steps", "download") and v != defaults.get(k)}
     if changed:   # non-default options, so the command reproduces the run

@@ -21,11 +21,21 @@ def _low(*shape, seed=0):
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
 
 
+def _sides(model):
+    """(h, w) of a low-res test input: 3r x 2r for models that take any size >= their receptive field r, or the one
+    size a fixed-size model takes (``low_size``, e.g. PULSE: its generator's size / scale)."""
+    fixed = getattr(model, "low_size", None)
+    if fixed is not None:
+        return fixed, fixed
+    r = max(model.receptive_field, 4)
+    return 3 * r, 2 * r
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_shapes_range_and_grey_or_rgb(name):
     model, s = _tiny(name)
     assert isinstance(model, sr.SRModel) and model.scale == s
-    h, w = 3 * max(model.receptive_field, 4), 2 * max(model.receptive_field, 4)
+    h, w = _sides(model)
     rgb = model.upscale(_low(3, h, w), generator=torch.Generator().manual_seed(0))
     assert rgb.shape == (3, s * h, s * w) and rgb.dtype == torch.float32
     assert 0 <= rgb.min() and rgb.max() <= 1
@@ -36,7 +46,7 @@ def test_shapes_range_and_grey_or_rgb(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_batch_independence_dtype_and_determinism(name):
     model, s = _tiny(name)
-    side = 2 * max(model.receptive_field, 4)
+    side = _sides(model)[1]
     batch = _low(2, 3, side, side)
     both = model.upscale(batch, generator=torch.Generator().manual_seed(3))
     again = model.upscale(batch, generator=torch.Generator().manual_seed(3))
@@ -54,7 +64,7 @@ def test_batch_independence_dtype_and_determinism(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_input_is_refused_by_name(name):
     model, _ = _tiny(name)
-    side = 2 * max(model.receptive_field, 4)
+    side = _sides(model)[1]
     with pytest.raises(ValueError, match="low contains NaN"):
         model.upscale(torch.full((3, side, side), float("nan")))
     with pytest.raises(ValueError, match=r"low values must lie in \[0, 1\]"):

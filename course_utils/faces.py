@@ -1,0 +1,262 @@
+"""An offline face world for notebook 07 (PULSE): procedural faces whose attributes are explicit parameters.
+
+No face data set can be downloaded here, and a data set's *composition* is exactly what the PULSE bias lesson is
+about. So the course draws its own faces: flat-shaded cartoon portraits, antialiased (every shape's edge is a
+one-pixel linear ramp of its signed distance, i.e. the pixel's coverage), rendered in plain PyTorch, seeded.
+
+* :func:`sample_attributes` draws the attributes of ``n`` faces from a *mix* (the fraction of the dark skin-tone
+  group); :func:`draw_faces` renders given attributes; :func:`render_faces` does both.
+* :func:`skin_tone` measures the skin tone of any image with the faces' layout (rendered or generated), so a data
+  set's composition and a generator's outputs are measured the same way; :func:`tone_group` splits at 0.5.
+
+Attributes (all tensors with a leading dimension n):
+
+==================  ==========================================================================================
+``tone``            skin tone t in [0, 1], light to dark; colour = :func:`tone_colour` (t) (+ a small jitter)
+``group``           0 = light (t in [0, 0.4]), 1 = dark (t in [0.6, 1]); drawn with P(dark) = the mix
+``hair``            hair colour, index into :data:`HAIR_COLOURS` (black, brown, auburn, blond, grey)
+``hair_length``     in [0, 1]: 0 = short (a cap), 1 = long (down to the shoulders)
+``eye``             eye colour, index into :data:`EYE_COLOURS` (brown, blue, green, grey)
+``glasses``         bool, round dark rims
+``aspect``          head shape: height / width of the head ellipse, in [1.15, 1.4]
+``center``          head position (u, v) in image units ([-1, 1] across the image; v points down)
+``background``      RGB in [0, 1]
+``shirt``           RGB in [0, 1]
+==================  ==========================================================================================
+
+Hair and eye colour, glasses, head shape and position, background and shirt are drawn independently of the skin
+tone, so in this world the tone is the only attribute a mix skews.
+
+Why 32 px by default: the two generators of notebook 07 are GANs trained on a 2-core CPU in about an hour each;
+at 32 px a style-based generator of ~0.5 M parameters trains several thousand steps in that time, at 64 px four
+times fewer. PULSE then works from 4 x 4 (x8) or 8 x 8 (x4) low-res inputs, the paper's regime of a few pixels per
+face. Any ``size`` >= 16 renders (coordinates are relative).
+"""
+from __future__ import annotations
+
+import torch
+
+from ._checks import check_image, check_number, check_positive_int
+
+#: skin colour anchors at t = 0, 0.5, 1 (linear RGB-ish values in [0, 1]): light, medium, dark
+TONE_ANCHORS = ((0.96, 0.82, 0.72), (0.78, 0.56, 0.41), (0.38, 0.24, 0.16))
+#: the two groups of the bias lesson: tone ranges
+GROUPS = {"light": (0.0, 0.4), "dark": (0.6, 1.0)}
+#: named mixes -> fraction of faces in the dark group
+MIXES = {"balanced": 0.5, "skewed": 0.1, "light": 0.0, "dark": 1.0}
+MIX_DESCRIPTIONS = {
+    "balanced": "50 % light / 50 % dark skin tone",
+    "skewed": "90 % light / 10 % dark skin tone (the kind of imbalance the PULSE controversy exposed in face "
+              "data sets such as FFHQ and CelebA-HQ)",
+    "light": "light skin tone only",
+    "dark": "dark skin tone only",
+}
+HAIR_COLOURS = {"black": (0.08, 0.06, 0.05), "brown": (0.32, 0.19, 0.10), "auburn": (0.55, 0.24, 0.11),
+                "blond": (0.86, 0.72, 0.42), "grey": (0.66, 0.66, 0.64)}
+EYE_COLOURS = {"brown": (0.35, 0.20, 0.08), "blue": (0.25, 0.45, 0.80), "green": (0.25, 0.55, 0.30),
+               "grey": (0.50, 0.55, 0.58)}
+GLASSES_COLOUR = (0.08, 0.08, 0.10)
+MOUTH_COLOUR = (0.62, 0.22, 0.22)
+SCLERA_COLOUR = (0.96, 0.96, 0.94)
+#: where :func:`skin_tone` looks: the central face box (u0, u1, v0, v1) in image units, mostly skin in every face
+TONE_BOX = (-0.2, 0.2, 0.14, 0.24)
+ATTRIBUTES = ("tone", "group", "hair", "hair_length", "eye", "glasses", "aspect", "center", "background", "shirt")
+
+
+def mix_fraction(mix) -> float:
+    """The fraction of dark-group faces of ``mix``: a name in :data:`MIXES` or a number in [0, 1]."""
+    if isinstance(mix, str):
+        if mix not in MIXES:
+            raise ValueError(f"mix must be one of {sorted(MIXES)} or a fraction in [0, 1], got {mix!r}")
+        return MIXES[mix]
+    return check_number(mix, "mix", minimum=0, maximum=1)
+
+
+def tone_colour(tone: torch.Tensor) -> torch.Tensor:
+    """The skin colour of tone t: piecewise-linear through :data:`TONE_ANCHORS` at t = 0, 0.5, 1.
+    (...) tensor in [0, 1] -> (..., 3) RGB."""
+    anchors = torch.tensor(TONE_ANCHORS, dtype=torch.float32, device=tone.device)
+    t = tone.clamp(0, 1)[..., None] * 2                                      # (..., 1) in [0, 2]
+    lower = torch.where(t < 1, anchors[0], anchors[1])
+    upper = torch.where(t < 1, anchors[1], anchors[2])
+    frac = torch.where(t < 1, t, t - 1)
+    return lower + frac * (upper - lower)
+
+
+def sample_attributes(n: int, mix="balanced", generator: torch.Generator | None = None) -> dict:
+    """Draw the attributes of ``n`` faces (see the module docstring). The group is dark with probability
+    :func:`mix_fraction` (mix); every attribute is drawn from ``generator`` in a fixed order, so the same seed gives
+    the same faces. -> dict of tensors (float32, ``group``/``hair``/``eye`` int64, ``glasses`` bool)."""
+    n = check_positive_int(n, "n")
+    p_dark = mix_fraction(mix)
+    g = generator
+    u = lambda *shape: torch.rand(*shape, generator=g)                          # noqa: E731  U(0, 1)
+    group = (u(n) < p_dark).long()
+    lo = torch.tensor([GROUPS["light"][0], GROUPS["dark"][0]])[group]
+    hi = torch.tensor([GROUPS["light"][1], GROUPS["dark"][1]])[group]
+    tone = lo + (hi - lo) * u(n)
+    return {
+        "tone": tone,
+        "group": group,
+        "hair": torch.randint(len(HAIR_COLOURS), (n,), generator=g),
+        "hair_length": u(n),
+        "eye": torch.randint(len(EYE_COLOURS), (n,), generator=g),
+        "glasses": u(n) < 0.3,
+        "aspect": 1.15 + 0.25 * u(n),
+        "center": torch.stack([0.12 * u(n) - 0.06, 0.06 * u(n) - 0.02], dim=1),
+        "background": 0.25 + 0.6 * u(n, 3),
+        "shirt": 0.15 + 0.7 * u(n, 3),
+        "jitter": 0.03 * u(n, 3) - 0.015,                                        # small skin colour variation
+    }
+
+
+def _coverage(sdf: torch.Tensor, pixel: float) -> torch.Tensor:
+    """Antialiased coverage of a shape from its signed distance (negative inside): a linear ramp one pixel wide."""
+    return (0.5 - sdf / pixel).clamp(0, 1)
+
+
+def _ellipse_sdf(u, v, cu, cv, ru, rv):
+    """Approximate signed distance to the ellipse ((u - cu)/ru)^2 + ((v - cv)/rv)^2 = 1, to first order:
+    (q - 1) / |grad q| with q the normalised radius."""
+    du, dv = u - cu, v - cv
+    q = torch.sqrt((du / ru) ** 2 + (dv / rv) ** 2 + 1e-12)
+    grad = torch.sqrt((du / ru ** 2) ** 2 + (dv / rv ** 2) ** 2 + 1e-12) / q
+    return (q - 1) / grad
+
+
+def _box_sdf(u, v, u0, u1, v0, v1):
+    """Signed distance (max-norm approximation) to the box [u0, u1] x [v0, v1]."""
+    return torch.maximum(torch.maximum(u0 - u, u - u1), torch.maximum(v0 - v, v - v1))
+
+
+def draw_faces(attributes: dict, size: int = 32) -> torch.Tensor:
+    """Render faces with the given attributes (a dict as from :func:`sample_attributes`) at ``size`` x ``size``.
+    -> (n, 3, size, size) float32 RGB in [0, 1]. Layers back to front: background, long hair, hair cap, neck,
+    shirt, head (skin), fringe, eyes (sclera, iris), glasses, mouth; each composited with its antialiased coverage
+    (``image = image + coverage * (colour - image)``)."""
+    size = check_positive_int(size, "size", minimum=16)
+    missing = [k for k in ATTRIBUTES if k not in attributes]
+    if missing:
+        raise ValueError(f"attributes is missing {missing}; it needs {list(ATTRIBUTES)}")
+    a = {k: torch.as_tensor(v) for k, v in attributes.items()}
+    n = a["tone"].shape[0]
+    pixel = 2.0 / size
+    coords = (torch.arange(size, dtype=torch.float32) + 0.5) * pixel - 1         # pixel centres in [-1, 1]
+    v, u = torch.meshgrid(coords, coords, indexing="ij")                      # (size, size); v down, u right
+    u, v = u[None], v[None]                                                     # (1, size, size)
+    col = lambda x: x.float().view(n, 1, 1)                                     # noqa: E731  (n,) -> (n, 1, 1)
+    rgb = lambda x: torch.as_tensor(x, dtype=torch.float32).reshape(-1, 3, 1, 1)  # noqa: E731  -> (n or 1, 3, 1, 1)
+
+    cu, cv = col(a["center"][:, 0]), col(a["center"][:, 1])
+    ru = torch.full_like(cu, 0.40)                                              # head half-width
+    rv = ru * col(a["aspect"])                                                  # head half-height
+    skin = (tone_colour(a["tone"].float()) + a.get("jitter", torch.zeros(n, 3))).clamp(0, 1)
+    hair = torch.tensor(list(HAIR_COLOURS.values()))[a["hair"]]
+    eye = torch.tensor(list(EYE_COLOURS.values()))[a["eye"]]
+    length = col(a["hair_length"])
+
+    image = rgb(a["background"]).expand(n, 3, size, size).clone()             # (n, 3, size, size)
+
+    def paint(sdf, colour):
+        nonlocal image
+        cover = _coverage(sdf, pixel)[:, None]                                   # (n, 1, size, size)
+        image = image + cover * (rgb(colour) - image)
+
+    paint(_box_sdf(u, v, cu - 1.15 * ru, cu + 1.15 * ru, cv - 0.3 * rv, cv + rv * (1.6 * length - 0.2)), hair)
+    paint(_ellipse_sdf(u, v, cu, cv - 0.1 * rv, 1.12 * ru, 1.02 * rv), hair)    # hair cap behind the head
+    paint(_box_sdf(u, v, cu - 0.42 * ru, cu + 0.42 * ru, cv, torch.full_like(cv, 2.0)), skin * 0.85)  # neck
+    paint(_ellipse_sdf(u, v, cu, torch.full_like(cv, 1.3), torch.full_like(cu, 0.85), torch.full_like(cv, 0.5)),
+          a["shirt"])
+    head = _ellipse_sdf(u, v, cu, cv, ru, rv)
+    paint(head, skin)
+    paint(torch.maximum(head, v - (cv - 0.45 * rv)), hair)                      # fringe: the head above the hairline
+    for side in (-1, 1):
+        eu, ev = cu + side * 0.4 * ru, cv - 0.08 * rv
+        paint(_ellipse_sdf(u, v, eu, ev, 0.2 * ru, 0.1 * rv), SCLERA_COLOUR)
+        paint(_ellipse_sdf(u, v, eu, ev, 0.1 * ru, 0.1 * rv), eye)
+    glasses = col(a["glasses"]).bool()
+    rim = torch.full_like(u, 1.0).expand(n, -1, -1)
+    for side in (-1, 1):
+        ring = (_ellipse_sdf(u, v, cu + side * 0.4 * ru, cv - 0.08 * rv, 0.3 * ru, 0.3 * ru).abs()
+                - 0.35 * pixel)
+        rim = torch.minimum(rim, ring)
+    rim = torch.minimum(rim, _box_sdf(u, v, cu - 0.12 * ru, cu + 0.12 * ru, cv - 0.1 * rv - 0.3 * pixel,
+                                      cv - 0.1 * rv + 0.3 * pixel))           # the bridge
+    paint(torch.where(glasses, rim, torch.full_like(rim, 1.0)), GLASSES_COLOUR)
+    paint(_ellipse_sdf(u, v, cu, cv + 0.65 * rv, 0.3 * ru, 0.07 * rv), MOUTH_COLOUR)
+    return image.clamp(0, 1)
+
+
+def render_faces(n: int, mix="balanced", size: int = 32, generator: torch.Generator | None = None,
+                 **fixed) -> tuple[torch.Tensor, dict]:
+    """``n`` random faces of ``mix`` (a name in :data:`MIXES`, or the fraction of dark-group faces) at ``size`` px.
+    -> (images (n, 3, size, size) in [0, 1], attributes dict). ``fixed`` overrides attributes (a scalar or n
+    values), e.g. ``render_faces(8, tone=0.9, glasses=True)``; the random draws are made in full first, so fixing
+    one attribute leaves the others as they were. Overriding ``tone`` also sets ``group`` (tone >= 0.5 = dark).
+    All randomness comes from ``generator``."""
+    attributes = sample_attributes(n, mix, generator)
+    unknown = sorted(set(fixed) - set(ATTRIBUTES))
+    if unknown:
+        raise ValueError(f"unknown attribute(s) {unknown}; attributes are {list(ATTRIBUTES)}")
+    for key, value in fixed.items():
+        drawn = attributes[key]
+        value = torch.as_tensor(value, dtype=drawn.dtype)
+        if value.shape == drawn.shape[1:]:                                      # one value for every face
+            value = value.expand_as(drawn).clone()
+        if value.shape != drawn.shape:
+            raise ValueError(f"{key} must have shape {tuple(drawn.shape[1:])} (one value) or {tuple(drawn.shape)} "
+                             f"(one per face), got {tuple(value.shape)}")
+        attributes[key] = value
+    if "tone" in fixed and "group" not in fixed:
+        attributes["group"] = (attributes["tone"] >= 0.5).long()
+    return draw_faces(attributes, size), attributes
+
+
+def _box_pixels(size: int) -> tuple[slice, slice]:
+    """Rows and columns of :data:`TONE_BOX` in a ``size`` x ``size`` image."""
+    u0, u1, v0, v1 = TONE_BOX
+    to_index = lambda c: int(round((c + 1) / 2 * size))                         # noqa: E731
+    rows = slice(to_index(v0), max(to_index(v1), to_index(v0) + 1))
+    cols = slice(to_index(u0), max(to_index(u1), to_index(u0) + 1))
+    return rows, cols
+
+
+def skin_tone(images: torch.Tensor) -> torch.Tensor:
+    """Measure the skin tone of faces with this module's layout (rendered ones, or a generator's outputs).
+
+    (n, 3, H, W) or (3, H, W) in [0, 1] -> (n,) or () tone in [0, 1] (0 = lightest, 1 = darkest anchor):
+
+    1. m = the per-channel *median* colour of the cheek band :data:`TONE_BOX` (u in [-0.2, 0.2], v in
+       [0.14, 0.24] of the [-1, 1] image frame: below the eyes and the glasses' rims, above the mouth, inside the
+       head for every position and shape the renderer draws). Antialiased edges that reach into it cover a
+       minority of its pixels, so the median is the skin colour;
+    2. the tone is the t whose colour :func:`tone_colour` (t) is nearest to m (a grid of 1001 values).
+
+    Meaningful on images of at least ~16 px (the box must hold several pixels), not on a 4 x 4 low-res input.
+    """
+    check_image(images, "images", channels=3)
+    batch = images[None] if images.dim() == 3 else images
+    rows, cols = _box_pixels(batch.shape[-2])[0], _box_pixels(batch.shape[-1])[1]
+    box = batch[:, :, rows, cols].reshape(batch.shape[0], 3, -1).float()        # (n, 3, pixels)
+    box = box.contiguous()          # torch.median reads garbage from expanded (stride-0) tensors (torch 2.13)
+    m = box.median(dim=2).values                                                # (n, 3)
+    grid = torch.linspace(0, 1, 1001, device=m.device)
+    curve = tone_colour(grid)                                                   # (1001, 3)
+    tone = grid[torch.cdist(m, curve).argmin(dim=1)]
+    return tone[0] if images.dim() == 3 else tone
+
+
+def tone_group(tone: torch.Tensor) -> torch.Tensor:
+    """0 = light, 1 = dark: the measured (or rendered) tone split at 0.5, between the two groups' ranges."""
+    return (torch.as_tensor(tone) >= 0.5).long()
+
+
+def composition(images: torch.Tensor, bins: int = 10) -> dict:
+    """What a set of faces is made of, measured by :func:`skin_tone`: ``{"dark_fraction", "mean_tone",
+    "histogram" (fractions in ``bins`` equal bins of [0, 1]), "n"}`` (plain floats/lists, JSON-ready)."""
+    bins = check_positive_int(bins, "bins")
+    tone = skin_tone(images)
+    tone = tone.reshape(-1)
+    hist = torch.histc(tone, bins=bins, min=0, max=1) / tone.numel()
+    return {"dark_fraction": float(tone_group(tone).float().mean()), "mean_tone": float(tone.mean()),
+            "histogram": [round(float(h), 4) for h in hist], "n": int(tone.numel())}
