@@ -4,15 +4,70 @@
     python -m course_utils.refresh_notebooks notebooks/00_*.ipynb --profile ci
 
 Runs each notebook in a fresh kernel from its own folder, with ``COURSE_PROFILE`` set (default ``cpu``, the
-profile the committed outputs use), so execution counts are in order and outputs come from one clean run.
+profile the committed outputs use), so execution counts are in order and outputs come from one clean run. Then
+:func:`clean_outputs` makes the saved file readable on GitHub and small: widget views (a panel, a notebook progress
+bar) cannot render there and would show as raw ``VBox(...)`` or stale ``0%|`` text, so they are replaced by one
+line that says the panel is interactive; saved widget state is dropped; large photographic PNGs are stored as
+JPEG; the kernelspec is the standard one JupyterLab does not rewrite.
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import os
 import sys
 import time
 from pathlib import Path
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+PANEL_NOTE = "(interactive panel: run this notebook in Jupyter or Colab to use it; its default run is shown below)\n"
+
+
+def _jpeg(png_base64: str, quality: int = 85) -> str | None:
+    """A base64 JPEG of a base64 PNG, or None when it would not be smaller (line plots stay PNG)."""
+    from PIL import Image
+
+    raw = base64.b64decode(png_base64)
+    image = Image.open(io.BytesIO(raw))
+    if image.mode in ("RGBA", "LA", "P"):
+        background = Image.new("RGB", image.size, "white")
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").split()[-1])
+        image = background
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality, optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode() if buffer.tell() < 0.6 * len(raw) else None
+
+
+def clean_outputs(notebook, jpeg_above: int = 120_000) -> dict:
+    """Make a notebook's saved outputs GitHub-readable and small (see the module docstring). Returns counts."""
+    counts = {"widgets": 0, "jpeg": 0}
+    notebook.metadata.pop("widgets", None)
+    notebook.metadata["kernelspec"] = dict(KERNELSPEC)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        kept, had_panel = [], False
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data:
+                counts["widgets"] += 1
+                text = data.get("text/plain", "")
+                had_panel |= "Box(" in ("".join(text) if isinstance(text, list) else text)
+                continue
+            png = data.get("image/png")
+            if png and len(png) > jpeg_above:
+                jpeg = _jpeg(png if isinstance(png, str) else "".join(png))
+                if jpeg is not None:
+                    del data["image/png"]
+                    data["image/jpeg"] = jpeg
+                    counts["jpeg"] += 1
+            kept.append(output)
+        if had_panel:
+            kept.append({"output_type": "stream", "name": "stdout", "text": PANEL_NOTE})
+        cell["outputs"] = kept
+    return counts
 
 
 def refresh(path: Path, profile: str = "cpu", timeout: int = 3600) -> float:
@@ -24,6 +79,7 @@ def refresh(path: Path, profile: str = "cpu", timeout: int = 3600) -> float:
     start = time.perf_counter()
     NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
+    clean_outputs(notebook)
     nbformat.write(notebook, path)
     return time.perf_counter() - start
 
@@ -41,7 +97,8 @@ def main(argv=None) -> int:
         if not path.is_file():
             parser.error(f"notebook not found: {path}")
         seconds = refresh(path, args.profile, args.timeout)
-        print(f"{path}: executed in {seconds:.0f} s ({args.profile} profile)", flush=True)
+        size = path.stat().st_size / 2 ** 20
+        print(f"{path}: executed in {seconds:.0f} s ({args.profile} profile), {size:.2f} MB", flush=True)
     return 0
 
 

@@ -84,8 +84,9 @@ def render_dip_restore(out: dict):
     return fig
 
 
-def dip_restore_panel(image, iters: int = 300, width: int = 32):
-    """Task, sigma / scale / mask, iterations, learning rate, a Run button and a live PSNR curve."""
+def dip_restore_panel(image, iters: int = 300, width: int = 32, seed: int = 0):
+    """Task, sigma / scale / mask, iterations, learning rate, a Run button and a live PSNR curve (noise, masks,
+    z and initial weights drawn from ``seed``)."""
     from IPython.display import clear_output
 
     controls = {
@@ -107,7 +108,7 @@ def dip_restore_panel(image, iters: int = 300, width: int = 32):
         plt.show()
 
     def compute(**values):
-        return dip_restore_demo(image, width=width, callback=live, **values)
+        return dip_restore_demo(image, width=width, callback=live, seed=seed, **values)
 
     return make_panel(compute, render_dip_restore, controls, run_button=True,
                       title="Deep Image Prior: one loop, three operators")
