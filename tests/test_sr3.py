@@ -431,7 +431,7 @@ def test_train_regression_and_the_image_target(tmp_path, tiny_images):
     kw = dict(images=tiny_images, progress=False, **_TINY_RECIPE)
     kw.pop("T"), kw.pop("sample_steps")
     reg = train.train("sr3-regression", 4, 3, tmp_path / "r.pt", **kw)
-    assert reg["config"]["target"] == "image" and reg["recipe"]["loss"] == "l2"
+    assert reg["config"]["target"] == "residual" and reg["recipe"]["loss"] == "l2"
     assert isinstance(sr.build_model("sr3-regression", 4, **reg["config"]), sr3.SR3Regression)
     image = train.train("sr3", 4, 2, tmp_path / "i.pt", target="image", **{**kw, "T": 20, "sample_steps": 2})
     assert image["config"]["target"] == "image" and '--set target="image"' in image["command"]
