@@ -221,7 +221,8 @@ def noise_level_embedding(sqrt_gamma: torch.Tensor, dim: int, scale: float = 100
     half = dim // 2
     w = torch.exp(-math.log(10000.0) * torch.arange(half, device=sqrt_gamma.device, dtype=torch.float32) / half)
     angle = scale * sqrt_gamma.float()[:, None] * w[None]                       # (B, dim/2)
-    return torch.cat([angle.sin(), angle.cos()], dim=1)                          # (B, dim)
+    codes = [angle.sin(), angle.cos()] + ([torch.zeros_like(angle[:, :1])] if dim % 2 else [])
+    return torch.cat(codes, dim=1)                                               # (B, dim)
 
 
 def _groups(groups: int, channels: int) -> int:
@@ -528,8 +529,11 @@ class _SR3Base(SRModel):
         self.receptive_field = max(1, math.ceil(unet.multiple / self.scale))
 
     def x_up(self, low: torch.Tensor) -> torch.Tensor:
-        """The conditioning image: bicubic(low) on [-1, 1]. (B, 3, h, w) in [0, 1] -> (B, 3, s h, s w)."""
-        return 2 * self.bicubic.forward(low, None) - 1
+        """The conditioning image: bicubic(low) on [-1, 1]. (B, 3, h, w) in [0, 1] -> (B, 3, s h, s w). Always in
+        ``low``'s precision, also under bf16 autocast (the bicubic is a matrix product, which autocast would round
+        to bf16: training and sampling would see different conditioning, and the residual target its rounding)."""
+        with torch.autocast(low.device.type, enabled=False):
+            return 2 * self.bicubic.forward(low, None) - 1
 
     def to_target(self, high: torch.Tensor, x_up: torch.Tensor) -> torch.Tensor:
         """y_0 for a high-res image in [0, 1]: 2 x - 1 (``'image'``) or (2 x - 1 - x_up) / r (``'residual'``)."""

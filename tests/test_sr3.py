@@ -187,6 +187,12 @@ def test_recipe_unet_size():
     assert model.receptive_field == 1 and model.unet.multiple == 4   # any x4 image fits
     emb = sr3.noise_level_embedding(torch.tensor([0.5, 0.501]), 32)
     assert emb.shape == (2, 32) and (emb[0] - emb[1]).abs().max() > 0.5   # nearby levels get distinct codes
+    assert sr3.UNet(channels=5, multipliers=(1,), norm_groups=5)(*torch.zeros(2, 1, 3, 4, 4), torch.ones(1)).shape \
+        == (1, 3, 4, 4)                                                  # an odd width works too
+    low = torch.rand(2, 3, 5, 5, generator=_gen(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_up = model.x_up(low)
+    assert x_up.dtype == torch.float32 and torch.equal(x_up, model.x_up(low))   # conditioning never in bf16
 
 
 # ----------------------------------------------------------------------------------------------------------------
