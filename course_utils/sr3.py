@@ -3,11 +3,11 @@
 SR3 learns p(x | y), the distribution of high-res images x given a low-res y, with a conditional denoising
 diffusion model. In the paper's symbols (y_0 = the clean target, y_t = its noisy version, gamma_t = prod alpha_i):
 
-    forward (fixed):   q(y_t | y_{t-1}) = N(sqrt(alpha_t) y_{t-1}, (1 - alpha_t) I)                      (eq. 1)
-                       q(y_t | y_0)     = N(sqrt(gamma_t) y_0, (1 - gamma_t) I)                           (eq. 2)
-    training:          E || f(x, sqrt(gamma) y_0 + sqrt(1 - gamma) eps, gamma) - eps ||_1   (eps ~ N(0, I))  (eq. 6)
+    forward (fixed):   q(y_t | y_{t-1}) = N(sqrt(alpha_t) y_{t-1}, (1 - alpha_t) I)                 (sec. 2.1)
+                       q(y_t | y_0)     = N(sqrt(gamma_t) y_0, (1 - gamma_t) I)                      (sec. 2.1)
+    training:          E || f(x, sqrt(gamma) y_0 + sqrt(1 - gamma) eps, gamma) - eps ||_1, eps ~ N(0, I)  (Alg. 1)
     reverse (learned): y_{t-1} = 1/sqrt(alpha_t) (y_t - (1 - alpha_t)/sqrt(1 - gamma_t) f(x, y_t, gamma_t))
-                                 + sigma_t z                                                          (eq. 11)
+                                 + sigma_t z                                                    (Alg. 2)
 
 where x is the bicubic-upsampled low-res image, concatenated with y_t as the UNet's input. The UNet is conditioned
 on the *continuous* noise level sqrt(gamma), drawn per training example uniformly between sqrt(gamma_{t-1}) and
@@ -17,7 +17,7 @@ The file reads top to bottom:
 
 1. :class:`Schedule` - gamma_t for the paper's linear betas 1e-6 -> 1e-2 (T = 2000) or a cosine schedule, and
    respacing to any number of steps.
-2. The forward process: :func:`q_step` (eq. 1), :func:`q_sample` (eq. 2), :func:`sample_noise_level` (the
+2. The forward process: :func:`q_step` (one step), :func:`q_sample` (closed form), :func:`sample_noise_level` (the
    training draw of sqrt(gamma)).
 3. :class:`UNet` - the conditional denoiser f(x, y_t, sqrt(gamma)) -> eps (residual blocks with GroupNorm + SiLU,
    a sinusoidal embedding of the noise level, self-attention at the lowest resolution).
@@ -81,7 +81,8 @@ class Schedule:
         if gamma.numel() > 1 and not (gamma[1:] < gamma[:-1]).all():
             bad = int(torch.nonzero(gamma[1:] >= gamma[:-1])[0]) + 1
             raise ValueError(f"gamma must be strictly decreasing (more noise at every step), got "
-                             f"gamma[{bad}] = {float(gamma[bad]):.6g} >= gamma[{bad - 1}] = {float(gamma[bad - 1]):.6g}")
+                             f"gamma[{bad}] = {float(gamma[bad]):.6g} >= gamma[{bad - 1}] = "
+                             f"{float(gamma[bad - 1]):.6g}")
         self.gamma = gamma
         self.gamma_prev = torch.cat([torch.ones(1, dtype=torch.float64), gamma[:-1]])
         self.alpha = gamma / self.gamma_prev
@@ -171,14 +172,14 @@ def _per_example(value, like: torch.Tensor) -> torch.Tensor:
 
 
 def q_step(y_prev: torch.Tensor, alpha, noise: torch.Tensor) -> torch.Tensor:
-    """One forward step, eq. (1): y_t = sqrt(alpha_t) y_{t-1} + sqrt(1 - alpha_t) eps. ``alpha``: a number or
+    """One forward step q(y_t | y_{t-1}): y_t = sqrt(alpha_t) y_{t-1} + sqrt(1 - alpha_t) eps. ``alpha``: a number or
     (B,) tensor in (0, 1]; ``y_prev``, ``noise``: (B, C, H, W)."""
     alpha = _per_example(alpha, y_prev)
     return alpha.sqrt() * y_prev + (1 - alpha).sqrt() * noise
 
 
 def q_sample(y0: torch.Tensor, sqrt_gamma, noise: torch.Tensor) -> torch.Tensor:
-    """The closed form of t forward steps, eq. (2): y_t = sqrt(gamma) y_0 + sqrt(1 - gamma) eps.
+    """The closed form of t forward steps, q(y_t | y_0): y_t = sqrt(gamma) y_0 + sqrt(1 - gamma) eps.
 
     ``y0``, ``noise``: (B, C, H, W) (y0 in [-1, 1]); ``sqrt_gamma``: a number, (B,) or (B, 1, 1, 1) tensor in
     [0, 1] -- note it is sqrt(gamma), the signal *amplitude*, that the model is conditioned on."""
@@ -421,7 +422,8 @@ class UNet(nn.Module):
 # 4. the reverse process: one step from y_t to y_{t-1}, given the network's eps prediction
 
 def predict_y0(y_t: torch.Tensor, eps: torch.Tensor, sqrt_gamma) -> torch.Tensor:
-    """Invert eq. (2) with the predicted noise: y0_hat = (y_t - sqrt(1 - gamma) eps) / sqrt(gamma)."""
+    """Invert the closed form q(y_t | y_0) with the predicted noise:
+    y0_hat = (y_t - sqrt(1 - gamma) eps) / sqrt(gamma)."""
     sqrt_gamma = _per_example(sqrt_gamma, y_t)
     return (y_t - (1 - sqrt_gamma ** 2).clamp(min=0).sqrt() * eps) / sqrt_gamma
 
@@ -432,7 +434,7 @@ def posterior_mean(y0: torch.Tensor, y_t: torch.Tensor, gamma: float, gamma_prev
 
         mu = sqrt(gamma_{t-1}) (1 - alpha_t) / (1 - gamma_t) y_0  +  sqrt(alpha_t) (1 - gamma_{t-1}) / (1 - gamma_t) y_t
 
-    With y_0 = :func:`predict_y0` (unclipped) this equals SR3's eq. (11) mean
+    With y_0 = :func:`predict_y0` (unclipped) this equals the mean of SR3's update (Algorithm 2)
     1/sqrt(alpha_t) (y_t - (1 - alpha_t)/sqrt(1 - gamma_t) eps)."""
     alpha = gamma / gamma_prev
     return (math.sqrt(gamma_prev) * (1 - alpha) / (1 - gamma) * y0
@@ -441,7 +443,7 @@ def posterior_mean(y0: torch.Tensor, y_t: torch.Tensor, gamma: float, gamma_prev
 
 def posterior_variance(gamma: float, gamma_prev: float, variance: str = "posterior") -> float:
     """sigma_t^2 of a reverse step: ``'posterior'`` = beta~_t = (1 - gamma_{t-1}) / (1 - gamma_t) (1 - alpha_t),
-    the variance of q(y_{t-1} | y_t, y_0) (DDPM; 0 at the last step); ``'beta'`` = 1 - alpha_t, SR3's eq. (11)
+    the variance of q(y_{t-1} | y_t, y_0) (DDPM; 0 at the last step); ``'beta'`` = 1 - alpha_t, SR3's Algorithm 2
     (DDPM's other choice; adds much more noise when few steps are used)."""
     alpha = gamma / gamma_prev
     if variance == "posterior":
@@ -748,7 +750,7 @@ register_model("sr3-regression", _build_regression, tiny=dict(unet=_TINY_UNET))
 
 def diffusion_loss(model: SR3, low: torch.Tensor, high: torch.Tensor, *, generator: torch.Generator | None = None,
                    loss: str = "l1") -> torch.Tensor:
-    """SR3's objective (eq. 6) on a batch of aligned patches, low (B, 3, h, w) and high (B, 3, s h, s w) in [0, 1]:
+    """SR3's objective (Algorithm 1) on a batch of aligned patches, low (B, 3, h, w), high (B, 3, s h, s w) in [0, 1]:
     y_0 = the target (:meth:`SR3.to_target`), sqrt(gamma) per example from :func:`sample_noise_level`,
     eps ~ N(0, I), y_t = :func:`q_sample` (y_0, sqrt(gamma), eps); loss = ||f(x, y_t, sqrt(gamma)) - eps|| (L1 as
     in the paper, or L2). All randomness from ``generator``. Returns the scalar loss (with grad)."""

@@ -212,7 +212,7 @@ def test_posterior_is_bayes_rule_and_eq_11():
         assert torch.allclose(sr3.posterior_mean(y0, y_t, gamma, gamma_prev), bayes_mean, atol=1e-6)
         assert sr3.posterior_variance(gamma, gamma_prev) == pytest.approx(bayes_var, abs=1e-12)
         assert sr3.posterior_variance(gamma, gamma_prev, "beta") == pytest.approx(1 - alpha)
-        # with y0 predicted from eps (no clipping), the mean is SR3's eq. (11)
+        # with y0 predicted from eps (no clipping), the mean is SR3's update (Algorithm 2)
         eq11 = (y_t - (1 - alpha) / math.sqrt(1 - gamma) * eps) / math.sqrt(alpha)
         assert torch.allclose(sr3.p_sample(eps, y_t, gamma, gamma_prev, None, clip=False), eq11, atol=1e-5)
     with pytest.raises(ValueError, match="variance must be"):
@@ -227,7 +227,8 @@ def test_reverse_steps_noise_and_last_step():
     assert torch.allclose(step - mean, math.sqrt(sr3.posterior_variance(0.5, 0.8)) * z, atol=1e-6)
     beta = sr3.p_sample(eps, y_t, 0.5, 0.8, z, clip=False, variance="beta")
     assert torch.allclose(beta - mean, math.sqrt(1 - 0.5 / 0.8) * z, atol=1e-6)
-    assert torch.equal(sr3.p_sample(eps, y_t, 0.5, 1.0, z), sr3.p_sample(eps, y_t, 0.5, 1.0, None))  # no noise at the end
+    last = sr3.p_sample(eps, y_t, 0.5, 1.0, z)
+    assert torch.equal(last, sr3.p_sample(eps, y_t, 0.5, 1.0, None))                      # no noise at the end
     # clipping bounds the predicted image, not the noisy state
     big = sr3.p_sample(eps, 10 * y_t, 0.5, 1.0, None, clip=True)
     assert big.abs().max() <= 1 + 1e-6

@@ -71,7 +71,7 @@ def check_q_sample(fn) -> bool | None:
 
 def check_posterior_mean(fn) -> bool | None:
     """``fn(y_t, eps, gamma_t, gamma_prev)`` -> the mean of one reverse step from the network's noise prediction
-    ``eps`` (SR3 eq. 11, no clipping): mu = 1/sqrt(alpha_t) (y_t - (1 - alpha_t) / sqrt(1 - gamma_t) eps) with
+    ``eps`` (SR3's Algorithm 2, no clipping): mu = 1/sqrt(alpha_t) (y_t - (1 - alpha_t) / sqrt(1 - gamma_t) eps) with
     alpha_t = gamma_t / gamma_{t-1}. y_t, eps: (B, C, H, W); gamma_t, gamma_prev: numbers (gamma_prev = 1 at the
     last step)."""
     from ..sr3 import posterior_mean, predict_y0
@@ -103,7 +103,7 @@ def check_posterior_mean(fn) -> bool | None:
 
 
 def check_reverse_step(fn) -> bool | None:
-    """``fn(y_t, eps, gamma_t, gamma_prev, z)`` -> y_{t-1} = mu + sigma_t z, one ancestral step (SR3 eq. 11, no
+    """``fn(y_t, eps, gamma_t, gamma_prev, z)`` -> y_{t-1} = mu + sigma_t z, one ancestral step (SR3's Algorithm 2, no
     clipping), mu as in :func:`check_posterior_mean`. sigma_t^2 = 1 - alpha_t (the paper) or the posterior
     variance (1 - gamma_{t-1}) / (1 - gamma_t) (1 - alpha_t) (DDPM; both accepted); at the last step (gamma_prev =
     1) no noise is added. z: (B, C, H, W) standard normal."""
@@ -138,7 +138,7 @@ def check_reverse_step(fn) -> bool | None:
             ok, message = _verdict(got, wants["beta"], wrong, f"gamma_t = {gamma:.6g}, gamma_prev = {gamma_prev:.6g}")
             if not ok:
                 return False, message
-        which = {"beta": "sigma^2 = 1 - alpha_t, the paper's eq. 11",
+        which = {"beta": "sigma^2 = 1 - alpha_t, the paper's Algorithm 2",
                  "posterior": "sigma^2 = the posterior variance, DDPM's beta~_t"}
         return True, f"matches sr3.p_sample ({' or '.join(which[k] for k in sorted(kinds))}); the last step " \
                      f"returns the mean"
