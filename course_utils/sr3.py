@@ -754,8 +754,16 @@ def diffusion_loss(model: SR3, low: torch.Tensor, high: torch.Tensor, *, generat
     y_0 = the target (:meth:`SR3.to_target`), sqrt(gamma) per example from :func:`sample_noise_level`,
     eps ~ N(0, I), y_t = :func:`q_sample` (y_0, sqrt(gamma), eps); loss = ||f(x, y_t, sqrt(gamma)) - eps|| (L1 as
     in the paper, or L2). All randomness from ``generator``. Returns the scalar loss (with grad)."""
+    if not isinstance(model, SR3):
+        raise TypeError(f"model must be a course_utils.sr3.SR3, got {type(model).__name__}")
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    model._check_low(low)                                                       # cheap shape checks only: per step
+    s = model.scale
+    if high.dim() != 4 or high.shape != (*low.shape[:2], s * low.shape[-2], s * low.shape[-1]):
+        raise ValueError(f"high must have shape (B, 3, {s} h, {s} w) = "
+                         f"{(*low.shape[:2], s * low.shape[-2], s * low.shape[-1])} for low of shape "
+                         f"{tuple(low.shape)}, got {tuple(high.shape)}")
     x_up = model.x_up(low)                                                      # (B, 3, s h, s w) in [-1, 1]
     y0 = model.to_target(high, x_up)
     sqrt_gamma, _ = sample_noise_level(model.schedule, low.shape[0], generator)

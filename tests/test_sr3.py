@@ -344,6 +344,10 @@ def test_diffusion_loss_and_ema():
     assert abs(float(sr3.diffusion_loss(model, low, high, generator=_gen(2), loss="l2").detach()) - 1) < 0.05
     with pytest.raises(ValueError, match="loss must be one of"):
         sr3.diffusion_loss(model, low, high, loss="huber")
+    with pytest.raises(ValueError, match=r"high must have shape \(B, 3, 4 h, 4 w\) = \(16, 3, 16, 16\)"):
+        sr3.diffusion_loss(model, low, high[..., :12])
+    with pytest.raises(TypeError, match="model must be a course_utils.sr3.SR3"):
+        sr3.diffusion_loss(sr.build_model("sr3-regression", 4, unet=TINY_UNET), low, high)
     net = nn.Linear(2, 1)
     with torch.no_grad():
         net.weight.fill_(1.0)
