@@ -952,10 +952,11 @@ def trainer(name: str, scale: int, recipe: dict, load_images, generator: torch.G
 # evaluation: several samples per image
 
 def evaluate_samples(model: SRModel, image: torch.Tensor, *, steps: int | None = None, samples: int = 4,
-                     generator: torch.Generator | None = None, sampler: str = "ancestral") -> dict:
+                     generator: torch.Generator | None = None, sampler: str | None = "ancestral") -> dict:
     """Evaluate a stochastic SR model on one high-res ``image`` (C, H, W) with the SR protocol (modcrop, bicubic
-    low-res, Y channel, border = scale) from ``samples`` samples (``steps``/``sampler`` go to :meth:`SR3.upscale`;
-    other models are called with ``generator`` only). Returns:
+    low-res, Y channel, border = scale) from ``samples`` samples (``steps``/``sampler`` go to :meth:`SR3.upscale`,
+    None = the model's default; other models are called with ``generator`` only). What ``python -m
+    course_utils.evaluate sr --samples K --steps N`` reports per image. Returns:
 
     * ``psnr``, ``ssim``: of the mean of the samples (an estimate of the conditional mean, as a regression gives);
     * ``psnr_single``, ``ssim_single``: mean over single samples (what one SR3 output scores);
@@ -976,7 +977,7 @@ def evaluate_samples(model: SRModel, image: torch.Tensor, *, steps: int | None =
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if isinstance(model, SR3):
         steps = model._check_steps(model.steps if steps is None else steps)
-        options = {"steps": steps, "sampler": model._check_sampler(sampler)}
+        options = {"steps": steps, "sampler": model._check_sampler(model.sampler if sampler is None else sampler)}
     else:
         options = {}
     if model.channels == 3 and image.shape[0] == 1:

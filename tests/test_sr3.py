@@ -477,6 +477,26 @@ def test_evaluate_samples(rgb):
         sr3.evaluate_samples(nn.Identity(), image)
 
 
+def test_evaluate_cli_with_samples(tmp_path, rgb, monkeypatch, capsys):
+    import json
+
+    from course_utils import evaluate
+
+    images.save_image(rgb[:, :32, :32], tmp_path / "a.png")
+    model = _randomise_output(_tiny_sr3("residual"))
+    monkeypatch.setattr(sr, "load_model", lambda name, scale: model)
+    assert evaluate.main(["sr", "--model", "sr3", "--scale", "4", "--images", str(tmp_path), "--samples", "2",
+                          "--steps", "2", "--sampler", "ddim", "--json", str(tmp_path / "r.json")]) == 0
+    saved = json.loads((tmp_path / "r.json").read_text())
+    row = saved["images"][0]
+    assert (row["samples"], row["steps"], row["sampler"]) == (2, 2, "ddim") and row["spread"] > 0
+    assert {"psnr", "ssim", "psnr_single", "ssim_single", "consistency", "spread", "hf", "seconds"} <= set(
+        saved["mean"])
+    with pytest.raises(SystemExit, match="--samples and --steps must be integers >= 1"):
+        evaluate.main(["sr", "--model", "sr3", "--scale", "4", "--images", str(tmp_path), "--steps", "0"])
+    assert "psnr_single" in capsys.readouterr().out
+
+
 def test_exercise_checkers_accept_right_and_reject_wrong(capsys):
     from course_utils.exercises import sr3 as ex
 
