@@ -472,7 +472,7 @@ def p_sample(eps: torch.Tensor, y_t: torch.Tensor, gamma: float, gamma_prev: flo
     ``gamma``, ``gamma_prev``: gamma_t and gamma_{t-1} of the schedule being sampled (gamma_prev = 1 at the last
     step, where no noise is added); ``noise`` z: (B, C, H, W) standard normal (ignored at the last step);
     ``clip``: True = clip y0_hat to [-1, 1] (the image's range, DDPM's ``clip_denoised``), False = no clipping, or
-    per-pixel (low, high) bounds (what :class:`SR3` uses for the residual target)."""
+    per-pixel (low, high) bounds."""
     y0 = _clip(predict_y0(y_t, eps, math.sqrt(gamma)), clip)
     mean = posterior_mean(y0, y_t, gamma, gamma_prev)
     if gamma_prev >= 1 or noise is None:
@@ -499,8 +499,11 @@ def ddim_step(eps: torch.Tensor, y_t: torch.Tensor, gamma: float, gamma_prev: fl
 #: r of the residual target y_0 = (x - bicubic) / r, on [-1, 1] images: SRDiff's factor 2 (r = 0.5). Measured on
 #: the course's train split (x4, 64 px RGB patches): the residual has std 0.093 on [-1, 1] (0.5 % of values beyond
 #: +-0.5), so y_0 has std ~0.19 against the image target's ~0.53 - smaller than the unit-variance noise, i.e. the
-#: residual is drowned earlier in the chain. y0_hat is clipped so that the *image* stays in [-1, 1]
-#: (:meth:`SR3.target_bounds`), not to [-1, 1] in residual units (SRDiff's clamp, which cuts large residuals).
+#: residual is drowned earlier in the chain. Sampling clips y0_hat to [-1, 1] in the target's units for both targets
+#: (for the residual: |high-res - bicubic| <= r, SRDiff's clamp, true of 99.5 % of the measured residuals). Clipping
+#: instead so that the *image* stays in [-1, 1] (per pixel, one-sided where bicubic is near black or white) biases
+#: y0_hat: after 300 training steps, 25-step samples of a 128 px astronaut crop scored 24.0 dB, consistency 7e-4
+#: with the symmetric clamp, 23.4 dB, 2.5e-3 with both bounds and 17.6 dB, 2.7e-2 with the image bound alone.
 RESIDUAL_SCALE = 0.5
 TARGETS = ("image", "residual")
 SAMPLERS = ("ancestral", "ddim")
@@ -547,13 +550,6 @@ class _SR3Base(SRModel):
         x = y0 if self.target == "image" else x_up + self.residual_scale * y0
         return (x + 1) / 2
 
-    def target_bounds(self, x_up: torch.Tensor):
-        """The range of y_0 for images in [-1, 1]: (-1, 1) for the image target, per pixel ((-1 - x_up) / r,
-        (1 - x_up) / r) for the residual (clipping y0_hat to it = clipping the implied image to [-1, 1])."""
-        if self.target == "image":
-            return (-1.0, 1.0)
-        return ((-1 - x_up) / self.residual_scale, (1 - x_up) / self.residual_scale)
-
     def _check_low(self, low: torch.Tensor) -> None:
         self._check_shape(low, "low")
         self.unet.check_size(self.scale * low.shape[-2], self.scale * low.shape[-1], name=f"low upscaled x{self.scale}")
@@ -577,7 +573,7 @@ class SR3(_SR3Base):
     ``unet`` (:class:`UNet`), ``schedule`` (the training :class:`Schedule`; sampling respaces it to ``steps``),
     ``target`` ('image' | 'residual'), ``residual_scale`` (r), default ``steps`` and ``sampler`` ('ancestral' =
     :func:`p_sample`, 'ddim' = :func:`ddim_step`), ``variance`` of the ancestral steps (:func:`posterior_variance`),
-    ``clip`` (clip y0_hat at every step so that the image it implies stays in [-1, 1]: :meth:`target_bounds`).
+    ``clip`` (clip y0_hat to [-1, 1] in the target's units at every step, see :data:`RESIDUAL_SCALE`).
     ``model(low, y_t, sqrt_gamma)`` is the eps prediction.
     All randomness of sampling comes from ``generator``.
     """
@@ -643,22 +639,21 @@ class SR3(_SR3Base):
             n = steps if return_trajectory is True else min(int(return_trajectory), steps)
             keep = {round(steps - i * (steps - 1) / max(n - 1, 1)) for i in range(n)} if n > 1 else {1}
         trajectory = {"step": [], "sqrt_gamma": [], "y_t": [], "y0": []}
-        clip = self.target_bounds(x_up) if self.clip else False
         for k in tqdm(range(steps, 0, -1), desc=f"SR3 {sampler}", leave=False, disable=not progress):
             gamma, gamma_prev = float(schedule.gamma[k - 1]), float(schedule.gamma_prev[k - 1])
             sqrt_gamma = torch.full((y.shape[0],), math.sqrt(gamma), device=y.device, dtype=y.dtype)
             eps = self.unet(x_up, y, sqrt_gamma)
             if k in keep:
-                y0 = _clip(predict_y0(y, eps, math.sqrt(gamma)), self.target_bounds(x_up))
+                y0 = predict_y0(y, eps, math.sqrt(gamma)).clamp(-1, 1)
                 trajectory["step"].append(k)
                 trajectory["sqrt_gamma"].append(math.sqrt(gamma))
                 trajectory["y_t"].append(((y + 1) / 2).clamp(0, 1).cpu())
                 trajectory["y0"].append(self.from_target(y0, x_up).clamp(0, 1).cpu())
             if sampler == "ancestral":
                 noise = _randn(y.shape, generator, y.device, y.dtype) if gamma_prev < 1 else None
-                y = p_sample(eps, y, gamma, gamma_prev, noise, clip=clip, variance=self.variance)
+                y = p_sample(eps, y, gamma, gamma_prev, noise, clip=self.clip, variance=self.variance)
             else:
-                y = ddim_step(eps, y, gamma, gamma_prev, clip=clip)
+                y = ddim_step(eps, y, gamma, gamma_prev, clip=self.clip)
         out = self.from_target(y, x_up)
         return (out, trajectory) if return_trajectory else out
 

@@ -262,15 +262,28 @@ class _Oracle(nn.Module):
 @pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
 def test_sampling_with_the_true_noise_returns_the_truth(target, sampler):
     """The reverse chain and the target's round trip (residual: the bicubic is added back) are exact: with a
-    perfect noise prediction every sampler, on any respaced schedule, ends at the high-res image. (A random image
-    has residuals far beyond +-0.5 on [-1, 1]: clipping y0_hat to [-1, 1] in residual units would fail here.)"""
+    perfect noise prediction every sampler, on any respaced schedule, ends at the high-res image - unclipped for
+    any image, and clipped for an image whose target lies inside [-1, 1]."""
     model = _tiny_sr3(target, T=50)
-    high = torch.rand(1, 3, 16, 16, generator=_gen(4))
-    low = ops.Downsample(4)(high)
-    model.unet = _Oracle(model.to_target(high, model.x_up(low)))
-    for steps in (1, 7, 50):
-        out = model.sample(low, steps=steps, sampler=sampler, generator=_gen(0))
-        assert torch.allclose(out, high, atol=1e-4), (steps, float((out - high).abs().max()))
+    noise_image = torch.rand(1, 3, 16, 16, generator=_gen(4))               # residuals far beyond +-0.5
+    smooth = 0.5 + 0.2 * ops.Upsample(4)(torch.rand(1, 3, 4, 4, generator=_gen(5)))
+    for high, clip in ((noise_image, False), (smooth, True)):
+        model.clip = clip
+        low = ops.Downsample(4)(high)
+        model.unet = _Oracle(model.to_target(high, model.x_up(low)))
+        for steps in (1, 7, 50):
+            out = model.sample(low, steps=steps, sampler=sampler, generator=_gen(0))
+            assert torch.allclose(out, high, atol=1e-4), (clip, steps, float((out - high).abs().max()))
+
+
+def test_clipping_keeps_the_prediction_in_the_targets_range():
+    """y0_hat is clipped to [-1, 1] in the target's units: with a noise prediction that points far away, the
+    residual form's sample stays within r (on [-1, 1]) of the bicubic image."""
+    model = _tiny_sr3("residual", T=50)
+    low = torch.rand(1, 3, 4, 4, generator=_gen(6))
+    model.unet = _Oracle(torch.full((1, 3, 16, 16), 5.0))                   # wants a residual of 5 r everywhere
+    out = model.sample(low, steps=5, generator=_gen(0))
+    assert torch.allclose(out, ops.Upsample(4)(low) + model.residual_scale / 2, atol=1e-4)   # capped at +r
 
 
 @pytest.mark.parametrize("target", ["image", "residual"])
