@@ -51,7 +51,8 @@ from .sr import (LOSSES, PatchSampler, SRModel, Trainer, build_model, consistenc
 
 __all__ = ["Schedule", "q_step", "q_sample", "sample_noise_level", "noise_level_embedding", "UNet",
            "predict_y0", "posterior_mean", "posterior_variance", "p_sample", "ddim_step", "SR3", "SR3Regression",
-           "RESIDUAL_SCALE", "diffusion_loss", "EMA", "SR3Trainer", "RECIPES", "trainer", "evaluate_samples"]
+           "RESIDUAL_SCALE", "diffusion_loss", "EMA", "SR3_UNET", "RECIPES", "model_config", "SR3Trainer", "trainer",
+           "evaluate_samples"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
