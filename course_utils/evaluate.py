@@ -2,6 +2,7 @@
 
     python -m course_utils.evaluate denoise --method bm3d --sigma 25 --images DIR [--size N] [--json PATH]
     python -m course_utils.evaluate sr --model bicubic --scale 3 --images DIR [--json PATH]
+    python -m course_utils.evaluate sr --model sr3 --scale 4 --images DIR --steps 25 --samples 4 [--sampler ddim]
 
 JSON: {"task", "method", "images": [{"name", "psnr", "ssim", ...}], "mean": {"psnr", "ssim"}}.
 """
@@ -19,7 +20,8 @@ def summarize(task: str, method: str, rows: list[dict], json_path=None, extra: d
     """Print a table of ``rows`` (dicts with at least name, psnr, ssim) and their mean; optionally write JSON."""
     if not rows:
         raise SystemExit(f"no image could be evaluated for {task}/{method}")
-    averaged = ["psnr", "ssim"] + [k for k in ("hf", "consistency") if all(k in r for r in rows)]
+    optional = ("hf", "consistency", "psnr_single", "ssim_single", "spread", "seconds")
+    averaged = ["psnr", "ssim"] + [k for k in optional if all(k in r for r in rows)]
     report = {"task": task, "method": method, **(extra or {}), "images": rows,
               "mean": {k: float(np.mean([r[k] for r in rows])) for k in averaged}}
     columns = [k for k in rows[0] if k != "name"]
@@ -121,6 +123,10 @@ def _sr(args) -> dict:
 
     if args.scale < 2:
         raise SystemExit(f"error: --scale must be an integer >= 2, got {args.scale}")
+    if args.samples < 1 or (args.steps is not None and args.steps < 1):
+        raise SystemExit(f"error: --samples and --steps must be integers >= 1, got --samples {args.samples} "
+                         f"--steps {args.steps}")
+    sampling = args.samples > 1 or args.steps is not None or args.sampler is not None
     try:
         model = load_model(args.model, args.scale)
     except (ValueError, TypeError, FileNotFoundError) as error:
@@ -137,7 +143,13 @@ def _sr(args) -> dict:
     for index, (name, image) in enumerate(images):
         try:
             generator = torch.Generator().manual_seed(args.seed + index)
-            rows.append({"name": name, **evaluate_image(model, image, generator=generator)})
+            if sampling:   # several samples per image (SR3): mean and single-sample scores, spread
+                from .sr3 import evaluate_samples
+                row = evaluate_samples(model, image, steps=args.steps, samples=args.samples, generator=generator,
+                                       sampler=args.sampler)
+            else:
+                row = evaluate_image(model, image, generator=generator)
+            rows.append({"name": name, **row})
         except ValueError as error:
             skipped.append(f"skipping {name}: {error}")
     for message in skipped:
@@ -173,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--scale", type=int, required=True)
     sr.add_argument("--images", required=True, type=Path)
     sr.add_argument("--seed", type=int, default=0, help="stochastic methods: image i uses seed + i")
+    sr.add_argument("--samples", type=int, default=1,
+                    help="samples per image (stochastic methods, e.g. sr3): PSNR/SSIM of their mean and of single "
+                         "samples, consistency, per-pixel spread, seconds per sample")
+    sr.add_argument("--steps", type=int, default=None, help="sampling steps (sr3; default: the model's)")
+    sr.add_argument("--sampler", choices=("ancestral", "ddim"), default=None,
+                    help="sr3's sampler (default: the model's)")
     sr.add_argument("--json", type=Path, default=None)
     sr.set_defaults(run=_sr)
     return parser
