@@ -175,6 +175,41 @@ def skip_net(out_channels: int = 3, *, channels=128, skip=4, depth: int = 5, in_
     return SkipNet(in_channels, out_channels, channels, skip, depth, upsample)
 
 
+class PixelNet(DIPNet):
+    """The negative control of the course's DIP experiments: a network with the same ingredients as :class:`SkipNet`
+    (convolutions, BatchNorm, LeakyReLU, a sigmoid) but only 1x1 convolutions, so every output pixel depends on its
+    own code z(p) alone. It has no notion of neighbourhood: whatever preference for natural images it shows cannot
+    come from spatial structure.
+
+    z: (B, in_channels, H, W) (the same U(0, 0.1) code as SkipNet) -> (B, out_channels, H, W) in (0, 1);
+    ``layers`` hidden 1x1 layers of ``channels`` channels."""
+
+    def __init__(self, in_channels: int = 32, out_channels: int = 3, channels: int = 128, layers: int = 4):
+        super().__init__()
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        channels, layers = check_positive_int(channels, "channels"), check_positive_int(layers, "layers")
+        self.depth = 0
+        body, previous = [], in_channels
+        for _ in range(layers):
+            body += [nn.Conv2d(previous, channels, 1), *bn_act(channels)]
+            previous = channels
+        self.body = nn.Sequential(*body, nn.Conv2d(previous, out_channels, 1))
+
+    @property
+    def min_size(self) -> int:
+        return 1
+
+    def check_input(self, z: torch.Tensor) -> None:
+        check_image(z, "z", ndim=4, channels=self.in_channels, unit_range=False)
+
+    def make_input(self, size, generator: torch.Generator | None = None) -> torch.Tensor:
+        return make_input(size, self.in_channels, generator=generator)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.body(z))               # (B, out_channels, H, W): pixel by pixel
+
+
 def padded_size(size, multiple: int) -> tuple[int, int]:
     """(H, W) rounded up to multiples of ``multiple`` (the network's 2^depth)."""
     h, w = (size, size) if isinstance(size, int) else tuple(size)
@@ -474,7 +509,7 @@ def iterations_to_reach(losses, threshold: float) -> float:
 
 
 TASKS = ("denoise", "sr", "inpaint")
-MASKS = ("text", "bernoulli")
+MASKS = ("text", "bernoulli", "blocks")
 
 
 def degrade(image: torch.Tensor, task: str, level=None, seed: int = 0) -> dict:
@@ -485,8 +520,8 @@ def degrade(image: torch.Tensor, task: str, level=None, seed: int = 0) -> dict:
       baseline = the noisy image itself.
     * 'sr': y = Downsample(scale)(x), ``level`` = scale (default 4); the clean image is cropped to a multiple of
       the scale; baseline = bicubic upsampling of y.
-    * 'inpaint': y = m * x, ``level`` = 'text' (the paper's text mask) or 'bernoulli' (50% of pixels dropped);
-      baseline = y (missing pixels black).
+    * 'inpaint': y = m * x, ``level`` = 'text' (the paper's text mask), 'bernoulli' (50% of pixels dropped) or
+      'blocks' (4 square holes of a quarter of the side); baseline = y (missing pixels black).
     """
     check_image(image, "image", ndim=3)
     if task not in TASKS:
@@ -510,7 +545,12 @@ def degrade(image: torch.Tensor, task: str, level=None, seed: int = 0) -> dict:
     if kind not in MASKS:
         raise ValueError(f"mask must be one of {MASKS} for inpainting, got {kind!r}")
     size = tuple(image.shape[-2:])
-    mask = ops.text_mask(size) if kind == "text" else ops.bernoulli_mask(size, 0.5, generator)
+    if kind == "text":
+        mask = ops.text_mask(size)
+    elif kind == "bernoulli":
+        mask = ops.bernoulli_mask(size, 0.5, generator)
+    else:
+        mask = ops.block_mask(size, n_blocks=4, block_size=min(size) // 4, generator=generator)
     operator = ops.Inpaint(mask)
     y = operator(image)
     return {"clean": image, "y": y, "operator": operator, "out_size": size, "baseline": y,

@@ -41,6 +41,22 @@ def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
     return float(np.mean(values))
 
 
+def region_psnr(image: torch.Tensor, reference: torch.Tensor, region: torch.Tensor) -> float:
+    """PSNR over the pixels where ``region`` (H, W) is nonzero (e.g. the missing pixels of an inpainting mask: the
+    observed ones are given, so only the filled-in ones measure the method). Images (C, H, W) in [0, 1]."""
+    check_image(image, "image", ndim=3)
+    check_image(reference, "reference", ndim=3)
+    check_same_shape(image, reference, "image", "reference")
+    if not isinstance(region, torch.Tensor) or region.numel() != image.shape[-1] * image.shape[-2]:
+        raise ValueError(f"region must be one (H, W) plane of the image's size {tuple(image.shape[-2:])}, got "
+                         f"{tuple(region.shape) if isinstance(region, torch.Tensor) else type(region).__name__}")
+    keep = region.reshape(image.shape[-2:]).bool()
+    if not keep.any():
+        raise ValueError("region selects no pixel")
+    error = float(((image.detach().double() - reference.detach().double())[:, keep] ** 2).mean())
+    return float("inf") if error == 0 else 10 * float(np.log10(1 / error))
+
+
 def ssim(image: torch.Tensor, reference: torch.Tensor) -> float:
     """SSIM (Gaussian window, sigma 1.5, as Wang et al.) of ``image`` against ``reference``; batch -> mean.
     Images need at least 7 x 7 pixels."""

@@ -8,7 +8,7 @@ and stop without a reference image.
   bounds each layer's Lipschitz constant and so slows down the fitting of high frequencies.
 * :class:`GaussianUpsample` - fixed x2 upsampling: zero insertion followed by a Gaussian low-pass of width sigma
   (Eq. 7), normalised to unit DC gain.
-* :class:`MeanOnlyBatchNorm` and :func:`fourier_features` - the pieces of the paper's upsampling-only decoder
+* :class:`MeanOnlyBatchNorm` and :func:`random_fourier_input` - the pieces of the paper's upsampling-only decoder
   :class:`DecoderNet`; :func:`skip_net` - the DIP skip network of notebooks 01-02 with the same controls.
 * :func:`blur_sharpness_ratio` and :class:`PlateauStop` - the no-reference stopping criterion (Eq. 8): stop when the
   ratio of a blur measure to a sharpness measure of the output stops changing.
@@ -110,19 +110,22 @@ class LipschitzConv2d(nn.Conv2d):
         return super().extra_repr() + f", lipschitz={self.lipschitz:g}"
 
 
-def gaussian_upsample_taps(sigma: float) -> torch.Tensor:
+def gaussian_upsample_taps(sigma: float, radius: int | None = None, dc_gain: float = 1.0) -> torch.Tensor:
     """1-D taps of the x2 Gaussian upsampler: exp(-d^2 / 2 sigma^2) with d = t / 2 the distance in *input* pixels of
-    output offset t = -r..r (the paper's convention: sigma = 0.5 input pixels = 1 output pixel).
+    output offset t = -r..r (the paper's convention: sigma = 0.5 input pixels = 1 output pixel). ``radius`` r
+    defaults to max(2, ceil(6 sigma)); the paper's code uses r = 2 (a 5 x 5 kernel).
 
-    Normalised to sum 2, so the 2-D kernel sums to 4 = stride^2: zero insertion keeps 1 pixel in 4, and this gain
-    restores the mean brightness (unit DC gain). A kernel normalised to sum 1, as a plain transposed convolution
-    with a normalised Gaussian does, gives a quarter of the brightness.
+    Zero insertion keeps 1 pixel in 4, so a 2-D kernel summing to 4 = stride^2 keeps the mean brightness
+    (``dc_gain=1``: each 1-D filter sums to 2). The paper's code normalises its kernel to sum 1 instead, a DC gain
+    of 1/4 (``dc_gain=0.25``); the mean-only normalisation and the next convolution then work at a quarter of the
+    scale.
     """
     sigma = check_number(sigma, "sigma", minimum=0, strict_min=True)
-    radius = max(2, int(math.ceil(6 * sigma)))
+    dc_gain = check_number(dc_gain, "dc_gain", minimum=0, strict_min=True)
+    radius = max(2, int(math.ceil(6 * sigma))) if radius is None else check_positive_int(radius, "radius")
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)
     taps = torch.exp(-0.5 * (t / (2 * sigma)) ** 2)
-    return (2 * taps / taps.sum()).float()
+    return (2 * math.sqrt(dc_gain) * taps / taps.sum()).float()
 
 
 class GaussianUpsample(nn.Module):
@@ -131,13 +134,15 @@ class GaussianUpsample(nn.Module):
 
     sigma ~ 0.5 (one output pixel) interpolates smoothly; larger sigma removes more high frequencies, which is the
     point: the network cannot produce them easily. sigma -> 0 (e.g. 0.1) degenerates to plain zero insertion: the
-    inserted pixels stay black and the kept ones carry four times the brightness (a checkerboard).
+    inserted pixels stay 0 and, with unit DC gain, the kept ones carry four times their value (a checkerboard with
+    the same mean). ``radius`` and ``dc_gain``: see :func:`gaussian_upsample_taps` (the paper's code: 2 and 1/4).
     """
 
-    def __init__(self, sigma: float = 0.5):
+    def __init__(self, sigma: float = 0.5, radius: int | None = None, dc_gain: float = 1.0):
         super().__init__()
         self.sigma = check_number(sigma, "sigma", minimum=0, strict_min=True)
-        self.register_buffer("taps", gaussian_upsample_taps(self.sigma), persistent=False)
+        self.dc_gain = dc_gain
+        self.register_buffer("taps", gaussian_upsample_taps(self.sigma, radius, dc_gain), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -145,14 +150,14 @@ class GaussianUpsample(nn.Module):
         if r >= 2 * min(h, w):
             raise ValueError(f"input of size {h}x{w} is too small for a Gaussian upsampler with sigma={self.sigma}")
         up = x.new_zeros(b, c, 2 * h, 2 * w)
-        up[..., ::2, ::2] = x
+        up[..., ::2, ::2] = x                                   # zero insertion: (B, C, 2H, 2W)
         flat = F.pad(up.reshape(b * c, 1, 2 * h, 2 * w), (r, r, r, r), mode="reflect")
         taps = self.taps.to(x.dtype)
-        flat = F.conv2d(F.conv2d(flat, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))
+        flat = F.conv2d(F.conv2d(flat, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))   # separable blur
         return flat.reshape(b, c, 2 * h, 2 * w)
 
     def extra_repr(self) -> str:
-        return f"sigma={self.sigma:g}"
+        return f"sigma={self.sigma:g}, radius={self.taps.numel() // 2}, dc_gain={self.dc_gain:g}"
 
 
 class MeanOnlyBatchNorm(nn.Module):
@@ -167,18 +172,15 @@ class MeanOnlyBatchNorm(nn.Module):
         return x - x.mean(dim=(2, 3), keepdim=True) + self.bias.view(1, -1, 1, 1)
 
 
-def fourier_features(channels: int, size, max_frequency: float = 8.0) -> torch.Tensor:
-    """(1, channels, H, W) deterministic network input of cosines and sines: for frequencies f_k spaced linearly in
-    [1, max_frequency] cycles per image, cos(2 pi f_k u), sin(2 pi f_k u) for u = x and u = y (channels % 4 == 0)."""
-    channels = check_positive_int(channels, "channels", minimum=4)
-    if channels % 4:
-        raise ValueError(f"channels must be a multiple of 4 (cos/sin for x and y), got {channels}")
+def random_fourier_input(channels: int, size, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The paper's "fourier" network input: (1, channels, H, W) = [sin(2 pi u), cos(2 pi u)] with u ~ U(0, 1) drawn
+    per pixel for channels / 2 planes (random phases on the unit circle), from ``generator``."""
+    channels = check_positive_int(channels, "channels", minimum=2)
+    if channels % 2:
+        raise ValueError(f"channels must be even (a sin and a cos plane per phase), got {channels}")
     h, w = (size, size) if isinstance(size, int) else tuple(size)
-    freqs = torch.linspace(1.0, check_number(max_frequency, "max_frequency", minimum=1), channels // 4)
-    y = torch.linspace(0, 1, h)[None, :, None] * freqs[:, None, None] * 2 * math.pi
-    x = torch.linspace(0, 1, w)[None, None, :] * freqs[:, None, None] * 2 * math.pi
-    y, x = y.expand(-1, h, w), x.expand(-1, h, w)
-    return torch.cat([torch.cos(x), torch.sin(x), torch.cos(y), torch.sin(y)])[None]
+    u = torch.rand(1, channels // 2, h, w, generator=generator)
+    return torch.cat([torch.sin(2 * math.pi * u), torch.cos(2 * math.pi * u)], dim=1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -189,11 +191,13 @@ UPSAMPLES = ("bilinear", "nearest", "gaussian")
 
 
 def controlled_layers(lipschitz: float | None = None, norm: str = "batch", upsample: str = "bilinear",
-                      upsample_sigma: float = 0.5) -> dict:
+                      upsample_sigma: float = 0.5, upsample_radius: int | None = None,
+                      upsample_gain: float = 1.0) -> dict:
     """The layer factories of a controlled network, as keyword arguments for :class:`course_utils.dip.SkipNet`:
     ``lipschitz`` = lambda swaps every convolution for a :class:`LipschitzConv2d` (None = plain ``nn.Conv2d``);
     ``norm='mean'`` uses :class:`MeanOnlyBatchNorm` (ordinary BatchNorm divides the Lipschitz bound away);
-    ``upsample='gaussian'`` uses :class:`GaussianUpsample` of width ``upsample_sigma``."""
+    ``upsample='gaussian'`` uses :class:`GaussianUpsample` of width ``upsample_sigma`` (radius and DC gain:
+    ``upsample_radius``, ``upsample_gain``)."""
     if upsample not in UPSAMPLES:
         raise ValueError(f"upsample must be one of {UPSAMPLES}, got {upsample!r}")
     if norm not in NORMS:
@@ -209,7 +213,8 @@ def controlled_layers(lipschitz: float | None = None, norm: str = "batch", upsam
 
     return {"conv_layer": conv_layer,
             "norm_layer": nn.BatchNorm2d if norm == "batch" else MeanOnlyBatchNorm,
-            "upsample": (lambda: GaussianUpsample(upsample_sigma)) if upsample == "gaussian" else upsample}
+            "upsample": (lambda: GaussianUpsample(upsample_sigma, upsample_radius, upsample_gain))
+            if upsample == "gaussian" else upsample}
 
 
 def skip_net(out_channels: int = 3, *, channels=128, skip=4, depth: int = 5, in_channels: int = 32,
@@ -222,42 +227,53 @@ def skip_net(out_channels: int = 3, *, channels=128, skip=4, depth: int = 5, in_
 
 
 class DecoderNet(dip.DIPNet):
-    """Shi et al.'s upsampling-only decoder: a fixed low-resolution input of Fourier features, then ``depth`` times
-    (x2 upsampling, two 3x3 conv + norm + LeakyReLU), then a 1x1 conv and a sigmoid. No encoder, no skips: every
-    high frequency of the output has to be made by the upsampling path, which the controls can throttle.
+    """Shi et al.'s upsampling-only decoder, as in the paper's code: a low-resolution random-phase input
+    (:func:`random_fourier_input`, 32 channels at 1 / 2^depth of the image size), a block of two 3x3 convolutions,
+    then ``depth`` times (x2 upsampling, the same block), then a 1x1 convolution and a sigmoid. A block is
+    conv - norm - LeakyReLU(``slope``) twice; convolutions are reflect-padded and Kaiming-uniform initialised.
+    No encoder, no skips: every high frequency of the output has to be made by the upsampling path, which the
+    controls can throttle.
 
-    z: (B, in_channels, H / 2^depth, W / 2^depth) -> (B, out_channels, H, W). Defaults are the paper's controlled
-    decoder (128 channels, Gaussian upsampling with widths (0.1, 0.1, 0.1, 0.5, 0.5) in input pixels, lambda = 1.4,
-    mean-only BN); ``upsample='bilinear', lipschitz=None, norm='batch'`` is the uncontrolled baseline.
+    z: (B, in_channels, H / 2^depth, W / 2^depth) -> (B, out_channels, H, W) in (0, 1). The defaults are the
+    paper's controlled decoder: 128 channels, Gaussian upsampling with widths (0.1, 0.1, 0.1, 0.5, 0.5) input pixels
+    (coarse to fine) and the code's 5-tap kernel of DC gain 1/4, lambda = 1.4 on every convolution, mean-only
+    BatchNorm, LeakyReLU slope 0.01. ``upsample='bilinear', lipschitz=None`` is the uncontrolled decoder of its
+    ablation (the code keeps mean-only BatchNorm in every variant).
     """
 
     PAPER_SIGMAS = (0.1, 0.1, 0.1, 0.5, 0.5)
 
     def __init__(self, in_channels: int = 32, out_channels: int = 3, channels: int = 128, depth: int = 5,
-                 upsample: str = "gaussian", *, upsample_sigma=None, lipschitz: float | None = 1.4,
-                 norm: str = "mean", max_frequency: float = 8.0):
+                 upsample: str = "gaussian", *, upsample_sigma=None, upsample_radius: int | None = 2,
+                 upsample_gain: float = 0.25, lipschitz: float | None = 1.4, norm: str = "mean",
+                 slope: float = 0.01):
         super().__init__()
-        self.in_channels = check_positive_int(in_channels, "in_channels", minimum=4)
+        self.in_channels = check_positive_int(in_channels, "in_channels", minimum=2)
         self.out_channels = check_positive_int(out_channels, "out_channels")
         self.depth = check_positive_int(depth, "depth")
         channels = check_positive_int(channels, "channels")
+        slope = check_number(slope, "slope", minimum=0)
         if upsample_sigma is None:  # the paper's widths, finest scales last: (..., 0.1, 0.1, 0.5, 0.5)
             upsample_sigma = ((0.1,) * depth + self.PAPER_SIGMAS)[-depth:]
         sigmas = [upsample_sigma] * depth if isinstance(upsample_sigma, (int, float)) else list(upsample_sigma)
         if len(sigmas) != depth:
             raise ValueError(f"upsample_sigma must be a number or {depth} numbers (one per scale), got {upsample_sigma!r}")
-        layers = [controlled_layers(lipschitz, norm, upsample, sigma) for sigma in sigmas]
+        layers = [controlled_layers(lipschitz, norm, upsample, sigma, upsample_radius, upsample_gain)
+                  for sigma in sigmas]
         conv_layer, norm_layer = layers[0]["conv_layer"], layers[0]["norm_layer"]
-        self.max_frequency = check_number(max_frequency, "max_frequency", minimum=1)
 
         def block(cin):
-            return nn.Sequential(dip.conv(cin, channels, 3, layer=conv_layer), *dip.bn_act(channels, norm_layer),
-                                 dip.conv(channels, channels, 3, layer=conv_layer), *dip.bn_act(channels, norm_layer))
+            return nn.Sequential(dip.conv(cin, channels, 3, layer=conv_layer), norm_layer(channels),
+                                 nn.LeakyReLU(slope), dip.conv(channels, channels, 3, layer=conv_layer),
+                                 norm_layer(channels), nn.LeakyReLU(slope))
 
         self.head = block(in_channels)
         self.ups = nn.ModuleList(dip.upsample2x(layer["upsample"]) for layer in layers)
         self.blocks = nn.ModuleList(block(channels) for _ in range(depth))
         self.out = dip.conv(channels, out_channels, 1, layer=conv_layer)
+        for module in self.modules():                   # the paper's code: Kaiming-uniform, fan_in
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_uniform_(module.weight, a=0, mode="fan_in")
 
     def check_input(self, z: torch.Tensor) -> None:
         check_image(z, "z", ndim=4, channels=self.in_channels, unit_range=False)
@@ -266,9 +282,9 @@ class DecoderNet(dip.DIPNet):
                              f"pixels (an output of at least {self.min_size}x{self.min_size})")
 
     def make_input(self, size, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Fourier features at 1 / 2^depth of the (padded) image size (deterministic: ``generator`` is unused)."""
+        """The paper's random-phase input at 1 / 2^depth of the (padded) image size, drawn from ``generator``."""
         h, w = dip.padded_size(size, self.multiple)
-        return fourier_features(self.in_channels, (h // self.multiple, w // self.multiple), self.max_frequency)
+        return random_fourier_input(self.in_channels, (h // self.multiple, w // self.multiple), generator)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.head(z)                                 # (B, channels, H / 2^depth, W / 2^depth)
@@ -365,15 +381,15 @@ def stopping_iteration(iterations, values, window: int = 100, tolerance: float =
 # the notebook's experiments (thin wrappers around dip.fit)
 
 def variants(lipschitz: float = 1.4, sigma=None) -> dict:
-    """The four networks of the paper's ablation as DecoderNet options: plain, Lipschitz only (with mean-only BN:
-    ordinary BN would divide the bound away), Gaussian upsampling only, and both. ``sigma``: the upsampler widths
-    (None = the paper's per-scale widths)."""
+    """The four networks of the paper's ablation as :class:`DecoderNet` options: plain, Lipschitz only, Gaussian
+    upsampling only, and both. As in the paper's code every variant keeps mean-only BatchNorm, so only the control
+    differs. ``sigma``: the upsampler widths (None = the paper's per-scale widths)."""
     lipschitz = check_number(lipschitz, "lipschitz", minimum=0, strict_min=True)
     return {
-        "plain DIP": dict(upsample="bilinear", lipschitz=None, norm="batch"),
-        "Lipschitz only": dict(upsample="bilinear", lipschitz=lipschitz, norm="mean"),
-        "Gaussian upsampling only": dict(upsample="gaussian", upsample_sigma=sigma, lipschitz=None, norm="batch"),
-        "both (Shi et al.)": dict(upsample="gaussian", upsample_sigma=sigma, lipschitz=lipschitz, norm="mean"),
+        "plain DIP": dict(upsample="bilinear", lipschitz=None),
+        "Lipschitz only": dict(upsample="bilinear", lipschitz=lipschitz),
+        "Gaussian upsampling only": dict(upsample="gaussian", upsample_sigma=sigma, lipschitz=None),
+        "both (Shi et al.)": dict(upsample="gaussian", upsample_sigma=sigma, lipschitz=lipschitz),
     }
 
 
@@ -412,6 +428,20 @@ def band_reach_iterations(history: dict, threshold: float = 0.5) -> list:
         hits = (curves[:, band] >= threshold).nonzero()
         reach.append(history["iter"][int(hits[0])] if len(hits) else math.inf)
     return reach
+
+
+def plateau_slope(history: dict, key: str = "psnr", last: float = 1 / 3) -> float:
+    """Least-squares slope of ``history[key]`` against ``history["iter"]`` over the ``last`` fraction of the run,
+    in units per 1000 iterations (e.g. dB / 1000 it): about 0 on a plateau, clearly negative while a fit decays."""
+    values, iters = history.get(key), history.get("iter")
+    if not values or len(values) != len(iters):
+        raise ValueError(f"history has no {key!r} entries recorded at history['iter'] (fit with clean= to track PSNR)")
+    last = check_number(last, "last", minimum=0, maximum=1, strict_min=True)
+    start = max(0, min(len(values) - 2, int(round(len(values) * (1 - last)))))
+    x = torch.tensor(iters[start:], dtype=torch.float64)
+    y = torch.tensor(values[start:], dtype=torch.float64)
+    x = x - x.mean()
+    return float((x * (y - y.mean())).sum() / (x * x).sum().clamp(min=1e-12) * 1000)
 
 
 def decay(history: dict, key: str = "psnr") -> tuple[float, int, float]:

@@ -170,3 +170,16 @@ def test_classical_inpaint_fills_the_holes_only():
     assert psnr(filled, image) > psnr(observed, image) + 10                  # the holes get plausible values
     with pytest.raises(ValueError, match="mask must be one"):
         dip.classical_inpaint(observed, torch.ones(1, 1, 24, 24))
+
+
+def test_pixel_net_has_no_spatial_structure():
+    net = dip.PixelNet(8, 3, channels=16, layers=2).eval()
+    z = net.make_input(12, generator=torch.Generator().manual_seed(0))
+    out = net(z)
+    assert out.shape == (1, 3, 12, 12) and 0 < out.min() and out.max() < 1
+    changed = z.clone()
+    changed[..., 5, 7] += 1                                     # one pixel's code changes ...
+    diff = (net(changed) - out).abs().sum(dim=1)[0]
+    assert diff[5, 7] > 0 and diff.sum() == diff[5, 7]          # ... and only that output pixel moves
+    result = dip.fit(dip.PixelNet(32, 3, channels=8, layers=1), torch.rand(3, 10, 10), iters=3, progress=False)
+    assert result.output.shape == (3, 10, 10)

@@ -80,3 +80,16 @@ def test_high_frequency_ratio():
     # the SR-protocol version: Y channel, border of `scale` pixels cropped
     want = metrics.high_frequency_ratio(images.rgb_to_y(blurry)[:, 4:-4, 4:-4], images.rgb_to_y(photo)[:, 4:-4, 4:-4], 4)
     assert metrics.sr_high_frequency_ratio(blurry, photo, 4) == pytest.approx(want)
+
+
+def test_region_psnr_counts_only_the_region(rgb):
+    other = rgb.clone()
+    other[:, :24] = 0                                          # ruin the top half only
+    bottom = torch.zeros(48, 48)
+    bottom[24:] = 1
+    assert metrics.region_psnr(other, rgb, bottom) == math.inf
+    assert metrics.region_psnr(other, rgb, 1 - bottom) < metrics.psnr(other, rgb)   # the damage is all there
+    with pytest.raises(ValueError, match="region must be one"):
+        metrics.region_psnr(other, rgb, torch.ones(10, 10))
+    with pytest.raises(ValueError, match="selects no pixel"):
+        metrics.region_psnr(other, rgb, torch.zeros(48, 48))

@@ -87,16 +87,34 @@ def test_gaussian_upsample_gain_and_degenerate_case():
     assert float(zeros[..., 1::2, :].abs().max()) < 1e-4                   # ... but odd rows are empty
     with pytest.raises(ValueError, match="sigma must be > 0"):
         S.GaussianUpsample(0)
+    # the paper's code: a 5-tap kernel normalised to sum 1 in 2-D, i.e. a quarter of the brightness
+    paper = S.GaussianUpsample(0.5, radius=2, dc_gain=0.25)
+    assert paper.taps.numel() == 5 and float(paper.taps.sum()) == pytest.approx(1.0)
+    assert float(paper(x)[..., 4:-4, 4:-4].mean()) == pytest.approx(0.1, abs=0.005)
 
 
-def test_mean_only_batchnorm_and_fourier_features():
+def test_plateau_slope():
+    iters = list(range(50, 3001, 50))
+    rising = {"iter": iters, "psnr": [20 + 0.002 * i for i in iters]}
+    assert S.plateau_slope(rising) == pytest.approx(2.0)                     # dB per 1000 iterations
+    flat_then = {"iter": iters, "psnr": [25 - max(0, i - 1000) * 0.001 for i in iters]}
+    assert S.plateau_slope(flat_then) == pytest.approx(-1.0)
+    assert S.plateau_slope({"iter": iters, "psnr": [25.0] * len(iters)}) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="no 'psnr'"):
+        S.plateau_slope({"iter": [], "psnr": []})
+
+
+def test_mean_only_batchnorm_and_random_fourier_input():
     bn = S.MeanOnlyBatchNorm(4)
     y = bn(torch.randn(2, 4, 5, 5) + 3)
     assert torch.allclose(y.mean(dim=(2, 3)), torch.zeros(2, 4), atol=1e-6)
-    feats = S.fourier_features(16, (8, 12))
-    assert feats.shape == (1, 16, 8, 12) and feats.abs().max() <= 1
-    with pytest.raises(ValueError, match="multiple of 4"):
-        S.fourier_features(10, 8)
+    z = S.random_fourier_input(16, (8, 12), torch.Generator().manual_seed(0))
+    assert z.shape == (1, 16, 8, 12)
+    assert torch.allclose(z[:, :8] ** 2 + z[:, 8:] ** 2, torch.ones(1, 8, 8, 12), atol=1e-6)   # sin^2 + cos^2
+    assert torch.equal(z, S.random_fourier_input(16, (8, 12), torch.Generator().manual_seed(0)))
+    assert not torch.equal(z, S.random_fourier_input(16, (8, 12), torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="even"):
+        S.random_fourier_input(9, 8)
 
 
 def test_blur_and_sharpness_measures(pair):
@@ -142,9 +160,12 @@ def test_skip_net_spectral_options_swap_layers():
 def test_decoder_net_input_and_output_sizes():
 
     net = S.DecoderNet(channels=8, depth=3)
-    z = net.make_input((40, 48))
+    z = net.make_input((40, 48), generator=torch.Generator().manual_seed(0))
     assert z.shape == (1, 32, 5, 6)
     assert net(z).shape == (1, 3, 40, 48)
+    kinds = {type(m).__name__ for m in net.modules()}
+    assert {"LipschitzConv2d", "MeanOnlyBatchNorm", "GaussianUpsample"} <= kinds     # the paper's decoder
+    assert all(m.negative_slope == 0.01 for m in net.modules() if isinstance(m, torch.nn.LeakyReLU))
     plain = S.DecoderNet(channels=8, depth=3, upsample="bilinear", lipschitz=None, norm="batch")
     assert not any(isinstance(m, S.LipschitzConv2d) for m in plain.modules())
     with pytest.raises(ValueError, match="upsample_sigma must be a number or 3 numbers"):

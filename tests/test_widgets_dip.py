@@ -54,7 +54,9 @@ def test_degrade_bad_input(img64):
     with pytest.raises(ValueError, match="sigma"):
         dip.degrade(img64, "denoise", 150)
     with pytest.raises(ValueError, match="mask"):
-        dip.degrade(img64, "inpaint", "blocks")
+        dip.degrade(img64, "inpaint", "circles")
+    holes = dip.degrade(img64, "inpaint", "blocks", seed=3)["operator"].mask
+    assert 0.5 < float(holes.mean()) < 0.95 and torch.equal(holes, dip.degrade(img64, "inpaint", "blocks", seed=3)["operator"].mask)
     with pytest.raises(ValueError, match="scale"):
         dip.degrade(img64, "sr", 1)
 
