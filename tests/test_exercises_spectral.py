@@ -35,6 +35,8 @@ def test_spectral_norm_checker():
 
 
 def test_dc_gain_checker():
-    assert ex.check_dc_gain(2) is True
+    assert ex.check_dc_gain(3) is True
+    assert ex.check_dc_gain(2) is False                      # the x2 answer copied from the notebook
     assert ex.check_dc_gain(1) is False
+    assert ex.check_dc_gain(4, stride=4) is True
     assert ex.check_dc_gain(...) is None

@@ -11,10 +11,10 @@ def test_exercise_checkers_accept_right_and_reject_wrong(capsys):
     def todo(*args):
         raise NotImplementedError
 
-    assert ex.check_mse_optimal_guess(lambda s: s.mean(0)) is True
-    assert ex.check_mse_optimal_guess(lambda s: s[0]) is False                   # a plausible sample loses on MSE
-    assert ex.check_mse_optimal_guess(lambda s: s.median(0).values) is False
-    assert ex.check_mse_optimal_guess(todo) is None
+    assert ex.check_l1_optimal_guess(lambda s: s.median(0).values) is True
+    assert ex.check_l1_optimal_guess(lambda s: s.mean(0)) is False                # the MSE answer is not the L1 one
+    assert ex.check_l1_optimal_guess(lambda s: s[0]) is False                     # nor is one plausible sample
+    assert ex.check_l1_optimal_guess(todo) is None
     good_g = lambda f: -F.logsigmoid(f).mean()                                    # noqa: E731
     good_d = lambda r, f: -F.logsigmoid(r).mean() - F.logsigmoid(-f).mean()       # noqa: E731
     naive_g = lambda f: -torch.log(torch.sigmoid(f)).mean()                       # noqa: E731

@@ -40,31 +40,61 @@ def check_sigma_for_psnr(sigma: float, target_psnr: float = 20.0) -> bool | None
     return run_check("sigma for a PSNR", check)
 
 
-def check_degradation(my_degradation) -> bool | None:
-    """Exercise 3: ``my_degradation(x, generator)`` = Gaussian blur (sigma 1.5 px), then x2 bicubic
-    downsampling, then Gaussian noise sigma = 10 (0-255 scale), drawing the noise from ``generator``."""
+def low_res_noise(sigma: float = 10.0, scale: int = 2) -> float:
+    """The reference answer of exercise 3: the noise std (0-255 scale) left in ``Downsample(scale)`` of an image with
+    Gaussian noise ``sigma`` (the antialiasing filter averages neighbouring pixels: sigma * sqrt(sum of the 2-D
+    filter's squared weights), measured away from the border)."""
+    r = ops.resize_matrix(64, 64 // scale).double()
+    row = r[len(r) // 2]                                     # an interior row of the 1-D filter
+    return float(sigma * (row ** 2).sum())                   # separable: the 2-D sum of squares is (sum row^2)^2, sqrt
+
+
+def check_noise_after_downsampling(noise_then_down, predicted_sigma) -> bool | None:
+    """Exercise 3: ``noise_then_down(x, generator)`` = Gaussian noise sigma = 10 (0-255) drawn from ``generator``,
+    then x2 bicubic downsampling; ``predicted_sigma``: the noise std (0-255) left in the low-res image, predicted
+    before measuring (the filter averages neighbouring pixels)."""
     def check():
+        if predicted_sigma is None or predicted_sigma is Ellipsis:
+            raise NotImplementedError
         x = load_skimage("astronaut", size=64)
-        want = ops.Compose(ops.GaussianBlur(1.5), ops.Downsample(2), ops.GaussianNoise(10))(
-            x, torch.Generator().manual_seed(1))
-        got = my_degradation(x, torch.Generator().manual_seed(1))
+        want = ops.Compose(ops.GaussianNoise(10), ops.Downsample(2))(x, torch.Generator().manual_seed(1))
+        got = noise_then_down(x, torch.Generator().manual_seed(1))
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
             return False, f"expected a tensor of shape {tuple(want.shape)}, got {shape}"
-        error = float((got - want).abs().max())
-        return error < 1e-4, ("identical to the reference chain" if error < 1e-4 else
-                              f"differs from the reference by up to {error:.3f}: check the order and the parameters")
-    return run_check("compose a degradation", check)
+        if float((got - want).abs().max()) > 1e-4:
+            return False, "noise first, then Downsample(2): check the order and the parameters"
+        truth = low_res_noise(10.0, 2)
+        ok = abs(float(predicted_sigma) - truth) < 0.15 * truth
+        return ok, (f"the low-res noise is sigma ~ {truth:.2f}: the bicubic filter averages about "
+                    f"{(10 / truth) ** 2:.1f} pixels" if ok else
+                    f"your prediction {float(predicted_sigma):.2f} is off: measure the std of "
+                    f"noise_then_down(x) - Downsample(2)(x) on a flat region, and think about averaging n pixels")
+    return run_check("noise after downsampling", check)
 
 
-def check_same_low_res(x: torch.Tensor, x_other: torch.Tensor, scale: int = 4) -> bool | None:
-    """Exercise 4: ``x_other`` must look clearly different from ``x`` (PSNR < 30 dB) yet have the same
-    low-resolution image under ``Downsample(scale)`` (PSNR of the low-res images > 40 dB)."""
+def invisible_fraction(image: torch.Tensor, scale: int) -> float:
+    """Reference for exercise 4: the fraction of ``image``'s energy (about its mean) in the null space of
+    ``Downsample(scale)``: || v - A+ A v ||^2 / || v - mean(v) ||^2 with A = R_h v R_w^T (notebook 00, section 5)."""
+    h, w = image.shape[-2:]
+    rh = ops.resize_matrix(h, h // scale).double()
+    rw = ops.resize_matrix(w, w // scale).double()
+    v = image.double()
+    seen = torch.linalg.pinv(rh) @ (rh @ v @ rw.T) @ torch.linalg.pinv(rw).T
+    return float(((v - seen) ** 2).sum() / ((v - v.mean()) ** 2).sum())
+
+
+def check_invisible_fraction(fn) -> bool | None:
+    """Exercise 4: ``fn(image, scale)`` -> the fraction of the image's energy that ``Downsample(scale)`` cannot see."""
     def check():
-        if x_other is None or x_other is Ellipsis:
-            raise NotImplementedError
-        down = ops.Downsample(scale, clamp=False)
-        high, low = psnr(x_other.clamp(0, 1), x), psnr(down(x_other.clamp(0, 1)).clamp(0, 1), down(x).clamp(0, 1))
-        ok = high < 30 and low > 40
-        return ok, f"high-res PSNR {high:.1f} dB (needs < 30), low-res PSNR {low:.1f} dB (needs > 40)"
-    return run_check("same low-res image", check)
+        image = load_skimage("chelsea", size=64)
+        values = {}
+        for scale in (2, 4, 8):
+            got, want = float(fn(image, scale)), invisible_fraction(image, scale)
+            if not math.isclose(got, want, rel_tol=0.02, abs_tol=1e-4):
+                return False, (f"scale {scale}: got {got:.4f}, expected {want:.4f} (energy about the mean; "
+                               f"project with the pseudo-inverses as in section 5)")
+            values[scale] = want
+        return True, ("invisible fraction at x2 / x4 / x8: " + " / ".join(f"{v:.1%}" for v in values.values())
+                      + ": every doubling of the scale hides more of the image from the low-res observation")
+    return run_check("the null space grows with the scale", check)

@@ -38,13 +38,15 @@ def check_spectral_norm(my_sigma_max) -> bool | None:
     return run_check("largest singular value", check)
 
 
-def check_dc_gain(taps_sum: float) -> bool | None:
-    """Exercise 3: what must the 1-D taps of a x2 zero-insertion upsampler sum to for unit DC gain?"""
+def check_dc_gain(taps_sum: float, stride: int = 3) -> bool | None:
+    """Exercise 3: what must the 1-D taps of a x``stride`` zero-insertion upsampler sum to for unit DC gain? (The
+    notebook worked out x2; this asks for another stride, so the reason has to be understood, not copied.)"""
     def check():
         if taps_sum is None or taps_sum is Ellipsis:
             raise NotImplementedError
-        ok = abs(float(taps_sum) - 2.0) < 1e-6
-        return ok, ("2: zero insertion keeps every second sample per axis, so each axis needs a gain of 2 "
-                    "(the 2-D kernel sums to 4)" if ok else
-                    f"{taps_sum} is not it: count how many of the upsampled pixels per axis carry a sample")
+        ok = abs(float(taps_sum) - stride) < 1e-6
+        return ok, (f"{stride}: zero insertion keeps one sample in {stride} per axis, so each axis needs a gain of "
+                    f"{stride} (the 2-D kernel sums to {stride ** 2}, the number of output pixels per input pixel)"
+                    if ok else f"{taps_sum} is not it: count how many of the upsampled pixels per axis carry a "
+                    f"sample when the stride is {stride}")
     return run_check("unit DC gain", check)
