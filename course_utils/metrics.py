@@ -138,3 +138,47 @@ def sr_high_frequency_ratio(image: torch.Tensor, reference: torch.Tensor, scale:
     """:func:`high_frequency_ratio` with the SR papers' protocol (Y channel, border of ``scale`` pixels cropped),
     the companion of :func:`sr_psnr` / :func:`sr_ssim`. (C, H, W) images in [0, 1]."""
     return high_frequency_ratio(*_sr_view(image, reference, scale), scale)
+
+
+def derivative_kurtosis(image: torch.Tensor) -> float:
+    """Kurtosis E[d^4] / E[d^2]^2 of the luminance's horizontal and vertical first differences d of a (C, H, W)
+    image. Natural images have sparse, heavy-tailed derivatives (mostly flat, a few strong edges): kurtosis well
+    above 3. White noise is Gaussian (3), a regular grid is dense (below 3). So invented detail that looks natural
+    keeps the truth's kurtosis; noise or a checkerboard pulls it down, whatever power they add."""
+    check_image(image, "image", ndim=3, channels=(1, 3))
+    gray = (image.mean(0) if image.shape[0] == 1 else rgb_to_y(image)[0]).detach().double().cpu()
+    d = torch.cat([gray.diff(dim=0).flatten(), gray.diff(dim=1).flatten()])
+    d = d - d.mean()
+    var = float((d ** 2).mean())
+    if var == 0:
+        raise ValueError("image is constant: its derivatives have no spread")
+    return float((d ** 4).mean()) / var ** 2
+
+
+def grid_artifact_score(image: torch.Tensor, period: int) -> float:
+    """How strongly a (C, H, W) image contains a grid of ``period`` pixels, in dB: the largest 2-D power-spectrum
+    peak at the grid's frequencies (k / period cycles per pixel on either axis, k = 0 .. period - 1, not both 0)
+    above the median power of its neighbourhood (Hann-windowed luminance). Natural images and bicubic: about
+    3-13 dB; the checkerboard that x2 sub-pixel layers can leave behind (period 2^k): 25 dB and more."""
+    check_image(image, "image", ndim=3, channels=(1, 3))
+    period = check_positive_int(period, "period", minimum=2)
+    gray = (image.mean(0) if image.shape[0] == 1 else rgb_to_y(image)[0]).detach().double().cpu()
+    h, w = gray.shape
+    if min(h, w) < 8 * period:
+        raise ValueError(f"image of size {h}x{w} is too small to look for a grid of period {period}")
+    window = torch.hann_window(h, periodic=False, dtype=torch.float64)[:, None] * \
+        torch.hann_window(w, periodic=False, dtype=torch.float64)[None, :]
+    power = torch.fft.fft2((gray - gray.mean()) * window).abs() ** 2
+    fy, fx = torch.fft.fftfreq(h, dtype=torch.float64), torch.fft.fftfreq(w, dtype=torch.float64)
+    best = 0.0
+    for ky in range(period):
+        for kx in range(period):
+            if ky == kx == 0:
+                continue
+            ty, tx = (ky / period + 0.5) % 1 - 0.5, (kx / period + 0.5) % 1 - 0.5      # in [-0.5, 0.5)
+            iy, ix = int((fy - ty).abs().argmin()), int((fx - tx).abs().argmin())
+            peak = power.roll((-iy + 1, -ix + 1), (0, 1))[:3, :3].max()             # the peak, +-1 bin
+            around = power.roll((-iy + 8, -ix + 8), (0, 1))[:17, :17].clone()       # a 17 x 17 neighbourhood
+            around[6:11, 6:11] = float("nan")                                      # ... without the peak itself
+            best = max(best, float(peak / around.nanmedian().clamp(min=1e-30)))
+    return 10 * float(np.log10(best))

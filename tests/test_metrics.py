@@ -93,3 +93,28 @@ def test_region_psnr_counts_only_the_region(rgb):
         metrics.region_psnr(other, rgb, torch.ones(10, 10))
     with pytest.raises(ValueError, match="selects no pixel"):
         metrics.region_psnr(other, rgb, torch.zeros(48, 48))
+
+
+def test_derivative_kurtosis_separates_natural_detail_from_noise_and_grids():
+    photo = images.load_skimage("astronaut", size=128)
+    noise = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0))
+    assert metrics.derivative_kurtosis(photo) > 6                     # sparse derivatives
+    assert abs(metrics.derivative_kurtosis(noise) - 2.4) < 0.5        # a dense (uniform-noise) field: low
+    smooth = ops.Upsample(4)(ops.Downsample(4)(photo)).clamp(0, 1)
+    noisy = (smooth + 0.04 * torch.randn(smooth.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    assert metrics.derivative_kurtosis(noisy) < 0.5 * metrics.derivative_kurtosis(photo)   # noise is not texture
+    with pytest.raises(ValueError, match="constant"):
+        metrics.derivative_kurtosis(torch.full((1, 16, 16), 0.5))
+
+
+def test_grid_artifact_score_finds_a_sub_pixel_checkerboard():
+    photo = images.load_skimage("astronaut", size=128)
+    blurry = ops.Upsample(4)(ops.Downsample(4)(photo)).clamp(0, 1)
+    yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+    checker = (((yy // 2 + xx // 2) % 2).float() * 2 - 1)[None]      # period 4, as two x2 pixel shuffles leave
+    gridded = (blurry + 0.01 * checker).clamp(0, 1)
+    assert metrics.grid_artifact_score(photo, 4) < 15
+    assert metrics.grid_artifact_score(blurry, 4) < 15
+    assert metrics.grid_artifact_score(gridded, 4) > 30
+    with pytest.raises(ValueError, match="too small"):
+        metrics.grid_artifact_score(photo[:, :20, :20], 4)

@@ -198,3 +198,17 @@ def test_make_content_loss():
     assert loss.vgg.layer == "vgg22" and loss.feature_scale > 1 / 12.75
     with pytest.raises(ValueError, match="sampler is needed"):
         srgan.make_content_loss("vgg22", "random")
+
+
+def test_icnr_starts_the_sub_pixel_layers_without_a_checkerboard():
+    torch.manual_seed(0)
+    model = srgan.SRResNet(4, n_blocks=1, channels=8, icnr=True)
+    assert model.config["icnr"] is True
+    features = torch.randn(1, 8, 5, 5)
+    up = model.upsample[0][:2](features)                     # conv + PixelShuffle(2): (1, 8, 10, 10)
+    blocks = up.unfold(2, 2, 2).unfold(3, 2, 2)              # every 2x2 block comes from one low-res position
+    assert torch.allclose(blocks, blocks[..., :1, :1].expand_as(blocks), atol=1e-6)   # nearest-neighbour at init
+    plain = srgan.SRResNet(4, n_blocks=1, channels=8)
+    up = plain.upsample[0][:2](features).unfold(2, 2, 2).unfold(3, 2, 2)
+    assert not torch.allclose(up, up[..., :1, :1].expand_as(up), atol=1e-3)
+    assert "icnr" not in plain.config                        # older checkpoints' configs stay valid
