@@ -149,12 +149,13 @@ class GaussianUpsample(nn.Module):
         r = self.taps.numel() // 2
         if r >= 2 * min(h, w):
             raise ValueError(f"input of size {h}x{w} is too small for a Gaussian upsampler with sigma={self.sigma}")
-        up = x.new_zeros(b, c, 2 * h, 2 * w)
-        up[..., ::2, ::2] = x                                   # zero insertion: (B, C, 2H, 2W)
-        flat = F.pad(up.reshape(b * c, 1, 2 * h, 2 * w), (r, r, r, r), mode="reflect")
-        taps = self.taps.to(x.dtype)
-        flat = F.conv2d(F.conv2d(flat, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))   # separable blur
-        return flat.reshape(b, c, 2 * h, 2 * w)
+        # zero insertion + blur = one transposed convolution of stride 2 with the 2-D kernel (depthwise), as in the
+        # paper's code; the input is reflect-padded by p pixels first (2p output pixels, cropped again after)
+        p = (r + 1) // 2
+        kernel = torch.outer(self.taps, self.taps).to(x.dtype).expand(c, 1, -1, -1)    # (C, 1, 2r+1, 2r+1)
+        padded = F.pad(x, (p, p, p, p), mode="reflect") if p else x
+        up = F.conv_transpose2d(padded, kernel, stride=2, padding=r, output_padding=1, groups=c)
+        return up[..., 2 * p: 2 * p + 2 * h, 2 * p: 2 * p + 2 * w]                   # (B, C, 2H, 2W)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:g}, radius={self.taps.numel() // 2}, dc_gain={self.dc_gain:g}"
