@@ -2,6 +2,8 @@
 
     python -m course_utils.evaluate denoise --method bm3d --sigma 25 --images DIR [--size N] [--json PATH]
     python -m course_utils.evaluate sr --model bicubic --scale 3 --images DIR [--json PATH]
+    python -m course_utils.evaluate sr --model sr3 --scale 4 --images DIR --steps 25 --samples 4
+    python -m course_utils.evaluate pulse --generator skewed --n 50 --group dark [--seed S] [--json PATH]
     python -m course_utils.evaluate sr --model sr3 --scale 4 --images DIR --steps 25 --samples 4 [--sampler ddim]
 
 JSON: {"task", "method", "images": [{"name", "psnr", "ssim", ...}], "mean": {"psnr", "ssim"}}.
@@ -160,6 +162,40 @@ def _sr(args) -> dict:
                      extra={"scale": args.scale, "protocol": protocol, "skipped": skipped})
 
 
+def _pulse(args) -> dict:
+    """PULSE on held-out rendered faces (``course_utils.pulse.evaluate``): success rate within eps, steps and seconds
+    to eps, restarts used, and for the bias study the skin tone of inputs vs outputs with a 95 % interval."""
+    from . import pulse
+
+    names = {"balanced": "pulse-balanced", "skewed": "pulse-skewed", "stylegan2-ffhq": "stylegan2-ffhq"}
+    try:
+        if args.n < 1 or args.steps < 1 or args.restarts < 1 or not args.eps > 0:
+            raise ValueError(f"--n, --steps and --restarts must be >= 1 and --eps > 0, got --n {args.n} --steps "
+                             f"{args.steps} --restarts {args.restarts} --eps {args.eps}")
+        generator = pulse.load_generator(names[args.generator], download=args.download)
+        report = pulse.evaluate(generator, n=args.n, seed=args.seed, scale=args.scale, eps=args.eps,
+                                steps=args.steps, restarts=args.restarts, mix=args.mix, group=args.group,
+                                progress=sys.stderr.isatty())
+    except (ValueError, TypeError, FileNotFoundError, ConnectionError) as error:
+        raise SystemExit(f"error: {error}") from None
+    report["generator"] = args.generator
+    bias = report["bias"]
+    print(f"pulse / {args.generator}: {report['n']} inputs ({report['low_size']}x{report['low_size']}, x{report['scale']}, "
+          f"{report['mix']}), eps {report['eps']:g}, {report['steps']} steps x {report['restarts']} restarts")
+    steps = sorted(r["steps_to_eps"] for r in report["inputs"] if r["steps_to_eps"] is not None)
+    print(f"success_rate {report['success_rate']:.3f}; median steps to eps "
+          f"{steps[len(steps) // 2] if steps else float('nan')}; {report['seconds_per_face']:.2f} s per face")
+    print(f"skin tone: inputs {bias['mean_tone_input']:.3f} -> outputs {bias['mean_tone_output']:.3f}; mean shift "
+          f"{bias['mean_shift']:+.3f} (95% CI {bias['shift_ci95'][0]:+.3f} .. {bias['shift_ci95'][1]:+.3f}); dark "
+          f"share {bias['dark_fraction_input']:.2f} -> {bias['dark_fraction_output']:.2f}")
+    if args.json:
+        import json
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
 def _sr_models() -> dict:
     from .sr import MODELS, import_paper_modules
 
@@ -193,6 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sr3's sampler (default: the model's)")
     sr.add_argument("--json", type=Path, default=None)
     sr.set_defaults(run=_sr)
+    pl = tasks.add_parser("pulse", help="PULSE on held-out rendered faces: success rate and the bias study")
+    pl.add_argument("--generator", required=True, choices=["balanced", "skewed", "stylegan2-ffhq"])
+    pl.add_argument("--n", type=int, default=50, help="number of low-res inputs")
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--group", choices=["light", "dark"], default=None,
+                    help="draw every input from one skin-tone group (the bias study: dark = the minority)")
+    pl.add_argument("--mix", default="balanced", help="the inputs' mix when no --group is given")
+    pl.add_argument("--scale", type=int, default=None, help="downscaling factor (default: x8 for 32 px generators)")
+    pl.add_argument("--eps", type=float, default=2e-3)
+    pl.add_argument("--steps", type=int, default=100)
+    pl.add_argument("--restarts", type=int, default=3)
+    pl.add_argument("--download", action="store_true", help="allow downloading stylegan2-ffhq (opt-in)")
+    pl.add_argument("--json", type=Path, default=None)
+    pl.set_defaults(run=_pulse)
     return parser
 
 

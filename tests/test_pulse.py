@@ -571,3 +571,22 @@ def test_pulse_demo_and_panel_headless(G):
     assert len(out["l2"]) == 1 and out["outputs"].shape == (1, 3, 16, 16)
     with pytest.raises(TypeError, match="generators must be a non-empty dict"):
         panels.pulse_panel(low, G)
+
+
+def test_evaluate_pulse_cli(tmp_path, monkeypatch, capsys):
+    from course_utils import evaluate, pulse
+
+    tiny = pulse.load_generator(dict(size=16, style_dim=8, n_mlp=1, channel_base=32, channel_max=8))
+    from course_utils.stylegan import fit_gaussian
+    fit_gaussian(tiny, n=256, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(pulse, "load_generator", lambda name, download=False: tiny)
+    out = tmp_path / "p.json"
+    assert evaluate.main(["pulse", "--generator", "skewed", "--n", "2", "--steps", "3", "--restarts", "1",
+                          "--group", "dark", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "success_rate" in text and "skin tone" in text
+    import json
+    report = json.loads(out.read_text())
+    assert report["generator"] == "skewed" and report["n"] == 2 and "shift_ci95" in report["bias"]
+    with pytest.raises(SystemExit, match="--n, --steps and --restarts must be"):
+        evaluate.main(["pulse", "--generator", "balanced", "--n", "0"])
