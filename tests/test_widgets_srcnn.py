@@ -23,3 +23,16 @@ def test_sr_compare_and_panel_headless(rgb):
     assert panel.result["images"]["bicubic"].shape == (3, 36, 36)
     controls["zoom size"].value = 24
     assert panel.result["box"][2] == 24
+
+
+def test_sr_panel_offers_every_shipped_scale_and_notes_missing_ones(rgb):
+    from course_utils.checkpoints import available
+
+    shipped = available()
+    panel = panels.sr_panel({"a": rgb})
+    scales = [c for c in panel.children if getattr(c, "description", "") == "scale"][0].options
+    assert set(scales) == set().union(*(set(shipped.get(m, [])) for m in ("srcnn", "espcn", "vdsr")))
+    missing = [s for s in scales if s not in shipped.get("vdsr", [])]
+    if missing:   # e.g. VDSR has no x2 checkpoint: bicubic is shown, with a note
+        result = panels.sr_compare(rgb[:, :48, :48], "vdsr", missing[0])
+        assert list(result["images"]) == ["high-res (truth)", "bicubic"] and "no shipped vdsr" in result["note"]

@@ -23,9 +23,15 @@ def sr_compare(image, model: str = "srcnn", scale: int = 3, top: float = 0.4, le
     """Super-resolve ``image`` (C, H, W) from its bicubic-downsampled version with ``model`` (bicubic, srcnn,
     espcn, vdsr; a shipped checkpoint, or ``models[model]`` if given) at ``scale``. ``top``/``left`` (0..1) place a
     ``zoom`` x ``zoom`` window. Returns ``{"images": {title: tensor}, "low", "psnr", "ssim", "box"}`` with the
-    papers' protocol metrics (Y channel, border = scale)."""
+    papers' protocol metrics (Y channel, border = scale). A model with no shipped checkpoint at ``scale`` is
+    left out and ``"note"`` says so (the panel offers every scale some model has)."""
+    from ..checkpoints import available
     from ..metrics import sr_psnr, sr_ssim
 
+    note = ""
+    if model != "bicubic" and model not in (models or {}) and scale not in available(model):
+        note = f"no shipped {model} checkpoint at x{scale} (shipped: {available(model)}): bicubic only"
+        model = "bicubic"
     net = (models or {}).get(model) or cached_model(model, scale)
     if net.scale != scale:
         raise ValueError(f"model {model!r} works at scale {net.scale}, not scale={scale}")
@@ -34,7 +40,7 @@ def sr_compare(image, model: str = "srcnn", scale: int = 3, top: float = 0.4, le
     if model != "bicubic":
         results[model] = net.upscale(low)
     box = zoom_box(high, top, left, zoom)
-    return {"images": {"high-res (truth)": high, **results}, "low": low, "box": box,
+    return {"images": {"high-res (truth)": high, **results}, "low": low, "box": box, "note": note, "scale": scale,
             "psnr": {k: sr_psnr(v, high, scale) for k, v in results.items()},
             "ssim": {k: sr_ssim(v, high, scale) for k, v in results.items()}}
 
@@ -42,20 +48,22 @@ def sr_compare(image, model: str = "srcnn", scale: int = 3, top: float = 0.4, le
 def render_sr(result: dict):
     titles = [k if k not in result["psnr"] else f"{k}\nPSNR {result['psnr'][k]:.2f} dB, SSIM {result['ssim'][k]:.3f}"
               for k in result["images"]]
+    note = f" - {result['note']}" if result.get("note") else ""
     return show_images(list(result["images"].values()), titles, zoom=result["box"],
-                       suptitle="super-resolution (Y channel PSNR/SSIM, border = scale)")
+                       suptitle=f"x{result.get('scale', '')} super-resolution (Y channel PSNR/SSIM, border = scale){note}")
 
 
 def sr_panel(images: dict, models=("bicubic", "srcnn", "espcn", "vdsr"), scales=None):
     """Dropdowns for model, scale and image, sliders for the zoom window -> :func:`sr_compare` + figure.
-    ``images``: ``{name: (C, H, W) tensor}``; ``scales``: default = the scales with a shipped checkpoint."""
+    ``images``: ``{name: (C, H, W) tensor}``; ``scales``: default = every scale some model has a shipped
+    checkpoint for (a model without one at the chosen scale is shown as a note, with bicubic)."""
     from ..checkpoints import available
 
     if not images:
         raise ValueError("images must contain at least one image")
     if scales is None:
         shipped = available()
-        scales = sorted(set.intersection(*(set(shipped.get(m, [])) for m in models if m != "bicubic"))) or [3]
+        scales = sorted(set().union(*(set(shipped.get(m, [])) for m in models if m != "bicubic"))) or [3]
     controls = {
         "name": widgets.Dropdown(options=list(images), description="image"),
         "model": widgets.Dropdown(options=list(models), value=list(models)[-1], description="model"),
