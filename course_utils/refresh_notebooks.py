@@ -78,9 +78,9 @@ def refresh(path: Path, profile: str = "cpu", timeout: int = 3600) -> float:
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+                   resources={"metadata": {"path": str(path.parent)}}).execute(env=dict(os.environ))
     clean_outputs(notebook)
-    nbformat.write(notebook, path)
+    nbformat.write(nbformat.from_dict(notebook), path)  # clean_outputs may put plain dicts in; make them nodes
     return time.perf_counter() - start
 
 

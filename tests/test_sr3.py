@@ -419,7 +419,8 @@ def test_registry_and_recipes():
     config = sr3.model_config("sr3", r)
     assert config["schedule"] == dict(kind="linear", T=2000, start=1e-6, end=1e-2)
     assert sr.build_model("sr3", 4, **config).config == {**config, "unet": sr3.UNet(**r["model"]).config,
-                                                          "variance": "posterior", "clip": True}
+                                                          "variance": "posterior", "clip": True,
+                                                          "zero_mean_noise": True}
 
 
 def test_train_resume_and_load_checkpoint(tmp_path, tiny_images, capsys):
@@ -567,3 +568,27 @@ def test_sr3_demo_and_panel_headless(rgb):
     assert result["steps"] == 2 and result["sampler"] == "ancestral" and result["truth"].shape == (3, 24, 24)
     with pytest.raises(ValueError, match="sampler must be one of"):
         panels.sr3_demo(rgb, steps=2, sampler="plms", model=model, crop=32)
+
+
+def test_zero_mean_noise_is_the_default_for_the_residual_target_only():
+    from course_utils import sr3
+    g = torch.Generator().manual_seed(0)
+    noise = sr3.sampling_noise((2, 3, 8, 8), g, "cpu", zero_mean=True)
+    assert noise.mean(dim=(-2, -1)).abs().max() < 1e-6 and noise.std() > 0.5
+    unet = sr3.UNet(channels=8, multipliers=(1, 2), attention=())
+    sched = sr3.Schedule.linear(T=200)
+    assert sr3.SR3(unet, sched, target="residual").zero_mean_noise
+    assert not sr3.SR3(unet, sched, target="image").zero_mean_noise
+    with pytest.raises(ValueError, match="zero_mean_noise"):
+        sr3.SR3(unet, sched, target="image", zero_mean_noise=True)
+    model = sr3.SR3(unet, sched, target="residual", zero_mean_noise=False)
+    assert sr.build_model("sr3", 4, **model.config).zero_mean_noise is False
+
+
+def test_clip_bound_follows_the_residual_scale():
+    from course_utils import sr3
+    unet = sr3.UNet(channels=8, multipliers=(1, 2), attention=())
+    sched = sr3.Schedule.linear(T=200)
+    assert sr3.SR3(unet, sched, target="image").clip_bound == 1.0
+    assert sr3.SR3(unet, sched, target="residual", residual_scale=0.5).clip_bound == 1.0
+    assert sr3.SR3(unet, sched, target="residual", residual_scale=0.1).clip_bound == pytest.approx(5.0)
