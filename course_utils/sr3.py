@@ -668,6 +668,7 @@ class SR3(_SR3Base):
             n = steps if return_trajectory is True else min(int(return_trajectory), steps)
             keep = {round(steps - i * (steps - 1) / max(n - 1, 1)) for i in range(n)} if n > 1 else {1}
         trajectory = {"step": [], "sqrt_gamma": [], "y_t": [], "y0": []}
+        clip = (-self.clip_bound, self.clip_bound) if self.clip else False
         for k in tqdm(range(steps, 0, -1), desc=f"SR3 {sampler}", leave=False, disable=not progress):
             gamma, gamma_prev = float(schedule.gamma[k - 1]), float(schedule.gamma_prev[k - 1])
             sqrt_gamma = torch.full((y.shape[0],), math.sqrt(gamma), device=y.device, dtype=y.dtype)
@@ -678,7 +679,6 @@ class SR3(_SR3Base):
                 trajectory["sqrt_gamma"].append(math.sqrt(gamma))
                 trajectory["y_t"].append(((y + 1) / 2).clamp(0, 1).cpu())
                 trajectory["y0"].append(self.from_target(y0, x_up).clamp(0, 1).cpu())
-            clip = (-self.clip_bound, self.clip_bound) if self.clip else False
             if sampler == "ancestral":
                 noise = (sampling_noise(y.shape, generator, y.device, y.dtype, self.zero_mean_noise)
                          if gamma_prev < 1 else None)
