@@ -12,7 +12,7 @@ evidence if it could fail on a wrong implementation, and only robust if it holds
 and other machines: long optimisations amplify last-bit differences between CPUs, BLAS paths and thread counts.
 The command checks that::
 
-    python -m course_utils.check_claims [--seeds 0 1 2 3 4] [--threads 1 2] [--jobs N] [--json PATH] [notebooks ...]
+    python -m course_utils.check_claims [notebooks ...] [--seeds 0 1 2 3 4] [--threads 1 2] [--jobs N] [--json PATH]
 
 runs each notebook top to bottom in the ci profile once per (``COURSE_SEED``, torch threads) setting and prints a
 table: notebook, claim, threshold, the range of measured values, the smallest margin and the setting where it was
@@ -67,8 +67,8 @@ def run_notebook(path, seed: int, threads: int, profile: str = "ci", timeout: in
     import tempfile
 
     import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+
+    from course_utils.refresh_notebooks import CellError, execute
 
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,12 +76,10 @@ def run_notebook(path, seed: int, threads: int, profile: str = "ci", timeout: in
         env = dict(os.environ, COURSE_PROFILE=profile, COURSE_SEED=str(seed), COURSE_CLAIMS_LOG=str(log),
                    OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg")
         notebook = nbformat.read(path, as_version=4)
-        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(path.parent)}})
         start, error = time.perf_counter(), None
         try:
-            client.execute(env=env)
-        except CellExecutionError as failure:
+            execute(notebook, path.parent.resolve(), env, timeout)
+        except CellError as failure:
             error = f"{failure.ename}: {failure.evalue}"[:500]
         except Exception as failure:  # a dead kernel, a timeout ...
             error = f"{type(failure).__name__}: {failure}"[:500]

@@ -70,15 +70,75 @@ def clean_outputs(notebook, jpeg_above: int = 120_000) -> dict:
     return counts
 
 
-def refresh(path: Path, profile: str = "cpu", timeout: int = 3600) -> float:
-    import nbformat
-    from nbclient import NotebookClient
+class CellError(RuntimeError):
+    """A cell raised: ``ename``/``evalue`` as the kernel reported them, ``source`` the cell's code."""
 
-    os.environ["COURSE_PROFILE"] = profile  # inherited by the kernel
+    def __init__(self, ename: str, evalue: str, source: str):
+        super().__init__(f"{ename}: {evalue}\n--- in cell ---\n{source[:400]}")
+        self.ename, self.evalue, self.source = ename, evalue, source
+
+
+def execute(notebook, cwd: Path, env: dict, timeout: int = 3600) -> None:
+    """Run every code cell of ``notebook`` (an nbformat node, filled in place) in a fresh ``python3`` kernel.
+
+    One blocking client sends a cell, collects its outputs until the kernel is idle, then sends the next: the
+    way nbval runs notebooks. (nbclient's asynchronous executor hung here after some cells with matplotlib's
+    inline backend, the kernel idle and no error; this loop does not.) Raises :class:`CellError` on the first
+    failing cell and ``TimeoutError`` when a cell runs past ``timeout`` seconds.
+    """
+    import queue
+
+    import nbformat
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(cwd), startup_timeout=120)
+    try:
+        for cell in notebook.cells:
+            if cell.cell_type != "code":
+                continue
+            msg_id = client.execute(cell.source)
+            outputs, count = [], None
+            while True:
+                try:
+                    msg = client.get_iopub_msg(timeout=timeout)
+                except queue.Empty:
+                    raise TimeoutError(f"a cell ran past {timeout} s:\n{cell.source[:400]}") from None
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "status" and content["execution_state"] == "idle":
+                    break
+                if kind == "execute_input":
+                    count = content["execution_count"]
+                elif kind == "clear_output":
+                    outputs = []
+                elif kind == "stream":
+                    if outputs and outputs[-1].output_type == "stream" and outputs[-1].name == content["name"]:
+                        outputs[-1].text += content["text"]
+                    else:
+                        outputs.append(nbformat.v4.new_output("stream", name=content["name"], text=content["text"]))
+                elif kind in ("display_data", "execute_result"):
+                    fields = dict(data=content["data"], metadata=content.get("metadata", {}))
+                    if kind == "execute_result":
+                        fields["execution_count"] = content["execution_count"]
+                    outputs.append(nbformat.v4.new_output(kind, **fields))
+                elif kind == "error":
+                    raise CellError(content["ename"], content["evalue"], cell.source)
+            cell.outputs, cell.execution_count = outputs, count
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def refresh(path: Path, profile: str = "cpu", timeout: int = 3600) -> float:
+    """Execute ``path`` in ``profile`` from its own folder, clean its outputs and save it; returns seconds."""
+    import nbformat
+
+    env = dict(os.environ, COURSE_PROFILE=profile)
+    env.pop("MPLBACKEND", None)                        # the committed figures are the inline backend's
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute(env=dict(os.environ))
+    execute(notebook, path.parent.resolve(), env, timeout)
     clean_outputs(notebook)
     nbformat.write(nbformat.from_dict(notebook), path)  # clean_outputs may put plain dicts in; make them nodes
     return time.perf_counter() - start

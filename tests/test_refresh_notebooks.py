@@ -41,3 +41,29 @@ def test_clean_outputs_removes_widgets_and_shrinks_photos():
     kinds = [set(o.get("data", {})) & {"image/png", "image/jpeg"} for o in outputs if "data" in o]
     assert {"image/png"} in kinds
     nbformat.validate(notebook)
+
+
+def test_execute_runs_cells_in_order_and_names_a_failing_cell(tmp_path):
+    import os
+
+    import pytest
+
+    from course_utils.refresh_notebooks import CellError, execute, refresh
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# title"),
+                      nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nprint('a'); print('b')"),
+                      nbformat.v4.new_code_cell("plt.plot([0, 1]); plt.show()\n6 * 7")]
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(notebook, path)
+    refresh(path, profile="ci", timeout=120)
+    saved = nbformat.read(path, as_version=4)
+    first, second = saved.cells[1], saved.cells[2]
+    assert (first.execution_count, second.execution_count) == (1, 2)
+    assert first.outputs[0].text == "a\nb\n"                              # one stream output, not two
+    assert any("image/png" in out.get("data", {}) for out in second.outputs)  # the inline figure is kept
+    assert second.outputs[-1].data["text/plain"] == "42"
+
+    notebook.cells.append(nbformat.v4.new_code_cell("raise ValueError('bad cell')"))
+    with pytest.raises(CellError, match="ValueError: bad cell"):
+        execute(notebook, tmp_path, dict(os.environ), timeout=120)
