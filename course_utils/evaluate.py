@@ -2,7 +2,6 @@
 
     python -m course_utils.evaluate denoise --method bm3d --sigma 25 --images DIR [--size N] [--json PATH]
     python -m course_utils.evaluate sr --model bicubic --scale 3 --images DIR [--json PATH]
-    python -m course_utils.evaluate sr --model sr3 --scale 4 --images DIR --steps 25 --samples 4
     python -m course_utils.evaluate pulse --generator skewed --n 50 --group dark [--seed S] [--json PATH]
     python -m course_utils.evaluate sr --model sr3 --scale 4 --images DIR --steps 25 --samples 4 [--sampler ddim]
 

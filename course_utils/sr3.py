@@ -668,13 +668,14 @@ class SR3(_SR3Base):
             n = steps if return_trajectory is True else min(int(return_trajectory), steps)
             keep = {round(steps - i * (steps - 1) / max(n - 1, 1)) for i in range(n)} if n > 1 else {1}
         trajectory = {"step": [], "sqrt_gamma": [], "y_t": [], "y0": []}
-        clip = (-self.clip_bound, self.clip_bound) if self.clip else False
+        bound = self.clip_bound
+        clip = (-bound, bound) if self.clip else False
         for k in tqdm(range(steps, 0, -1), desc=f"SR3 {sampler}", leave=False, disable=not progress):
             gamma, gamma_prev = float(schedule.gamma[k - 1]), float(schedule.gamma_prev[k - 1])
             sqrt_gamma = torch.full((y.shape[0],), math.sqrt(gamma), device=y.device, dtype=y.dtype)
             eps = self.unet(x_up, y, sqrt_gamma)
             if k in keep:
-                y0 = predict_y0(y, eps, math.sqrt(gamma)).clamp(-self.clip_bound, self.clip_bound)
+                y0 = predict_y0(y, eps, math.sqrt(gamma)).clamp(-bound, bound)
                 trajectory["step"].append(k)
                 trajectory["sqrt_gamma"].append(math.sqrt(gamma))
                 trajectory["y_t"].append(((y + 1) / 2).clamp(0, 1).cpu())
