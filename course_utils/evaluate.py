@@ -21,7 +21,7 @@ def summarize(task: str, method: str, rows: list[dict], json_path=None, extra: d
     """Print a table of ``rows`` (dicts with at least name, psnr, ssim) and their mean; optionally write JSON."""
     if not rows:
         raise SystemExit(f"no image could be evaluated for {task}/{method}")
-    optional = ("hf", "consistency", "psnr_single", "ssim_single", "spread", "seconds")
+    optional = ("hf", "detail", "grid", "consistency", "psnr_single", "ssim_single", "spread", "seconds")
     averaged = ["psnr", "ssim"] + [k for k in optional if all(k in r for r in rows)]
     report = {"task": task, "method": method, **(extra or {}), "images": rows,
               "mean": {k: float(np.mean([r[k] for r in rows])) for k in averaged}}

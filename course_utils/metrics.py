@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from ._checks import check_image, check_positive_int, check_same_shape
+from . import operators as ops
+from ._checks import check_image, check_number, check_positive_int, check_same_shape
 from .images import rgb_to_y
 
 
@@ -140,6 +141,40 @@ def sr_high_frequency_ratio(image: torch.Tensor, reference: torch.Tensor, scale:
     return high_frequency_ratio(*_sr_view(image, reference, scale), scale)
 
 
+def local_detail_error(image: torch.Tensor, reference: torch.Tensor, scale: int, c: float = 1e-5) -> float:
+    """Is the invented detail in the right places? In dB, 0 = the truth's amount of fine detail everywhere.
+
+        d = x - U(D(x))          the detail layer: what a x``scale`` low-res image cannot carry (antialiased bicubic
+                                 down- and upsampling, no clamping)
+        E = G_sigma * d^2        its local energy, Gaussian window sigma = 2 ``scale`` pixels
+        error = mean over pixels |10 log10((E_image + c) / (E_reference + c))|
+
+    Bicubic has too little detail everywhere; white noise (or a checkerboard) with as much total high-frequency power
+    as the truth puts detail into flat regions and too little into textured ones, so it scores badly although
+    :func:`high_frequency_ratio` rates it perfect; a generator that puts texture where the truth has texture scores
+    well even if it is not the true texture. ``c`` = the energy floor, (0.003)^2: below it detail is invisible.
+    (C, H, W) images in [0, 1] of the same shape, H and W divisible by ``scale``. Needs no pretrained network."""
+    check_same_shape(check_image(image, "image", ndim=3, channels=(1, 3)),
+                     check_image(reference, "reference", ndim=3, channels=(1, 3)), "image", "reference")
+    scale = check_positive_int(scale, "scale", minimum=2)
+    c = check_number(c, "c", minimum=0, strict_min=True)
+    down, up = ops.Downsample(scale, clamp=False), ops.Upsample(scale, clamp=False)
+    blur = ops.GaussianBlur(2.0 * scale)
+
+    def energy(x):                                     # (C, H, W) -> (1, 1, H, W) local detail energy
+        y = x[None].double() if x.shape[0] == 1 else rgb_to_y(x[None].double())
+        d = y - up.forward(down.forward(y, None), None)      # forward: the unclamped linear operators
+        return blur.forward(d ** 2, None)
+
+    ratio = (energy(image) + c) / (energy(reference) + c)
+    return float(10 * torch.log10(ratio).abs().mean())
+
+
+def sr_local_detail_error(image: torch.Tensor, reference: torch.Tensor, scale: int) -> float:
+    """:func:`local_detail_error` with the SR papers' protocol (Y channel, border of ``scale`` pixels cropped)."""
+    return local_detail_error(*_sr_view(image, reference, scale), scale)
+
+
 def derivative_kurtosis(image: torch.Tensor) -> float:
     """Kurtosis E[d^4] / E[d^2]^2 of the luminance's horizontal and vertical first differences d of a (C, H, W)
     image. Natural images have sparse, heavy-tailed derivatives (mostly flat, a few strong edges): kurtosis well
@@ -182,3 +217,25 @@ def grid_artifact_score(image: torch.Tensor, period: int) -> float:
             around[6:11, 6:11] = float("nan")                                      # ... without the peak itself
             best = max(best, float(peak / around.nanmedian().clamp(min=1e-30)))
     return 10 * float(np.log10(best))
+
+
+def grid_amplitude(image: torch.Tensor, reference: torch.Tensor, period: int) -> float:
+    """How *large* a grid of ``period`` pixels is, in 8-bit grey levels: the RMS amplitude of the part of the error
+    e = image - reference (luminance) that repeats every ``period`` pixels, i.e. the spread of its period x period
+    phase means  m[a, b] = mean(e[a::period, b::period]):
+
+        amplitude = 255 * std_{a,b} m[a, b]
+
+    :func:`grid_artifact_score` says whether a periodic pattern is there at all, however faint (a 0.2-grey-level
+    pattern already peaks 40 dB above its neighbourhood); this says whether it is big enough to see (below ~1 grey
+    level it is not). (C, H, W) images in [0, 1] of the same shape."""
+    check_same_shape(check_image(image, "image", ndim=3, channels=(1, 3)),
+                     check_image(reference, "reference", ndim=3, channels=(1, 3)), "image", "reference")
+    period = check_positive_int(period, "period", minimum=2)
+    to_y = lambda t: (t[0] if t.shape[0] == 1 else rgb_to_y(t)[0]).detach().double().cpu()   # noqa: E731
+    e = to_y(image) - to_y(reference)
+    h, w = (e.shape[0] // period) * period, (e.shape[1] // period) * period
+    if h < 4 * period or w < 4 * period:
+        raise ValueError(f"image of size {tuple(e.shape)} is too small to measure a grid of period {period}")
+    phases = e[:h, :w].reshape(h // period, period, w // period, period).mean((0, 2))   # (period, period)
+    return 255 * float(phases.std(unbiased=False))

@@ -206,11 +206,14 @@ def evaluate_image(model: SRModel, image: torch.Tensor, *, generator: torch.Gene
     """Evaluate ``model`` on one high-res ``image`` (1 or 3 channels, (C, H, W)) with the SR papers' protocol:
     modcrop to the scale, low-res by antialiased bicubic, Y channel (BT.601 studio range), border of ``scale``
     pixels cropped. Y methods see the Y channel only, RGB methods the RGB image (scored on the Y of their output).
-    -> ``{"psnr", "ssim", "hf", "consistency", "ms"}``: hf = :func:`course_utils.metrics.high_frequency_ratio`
-    of the output vs the truth (1 = as much detail above the low-res Nyquist as the truth), consistency = MSE of
-    the downsampled output against the input, ms = milliseconds of the model's ``upscale``."""
+    -> ``{"psnr", "ssim", "hf", "detail", "grid", "consistency", "ms"}``: hf =
+    :func:`course_utils.metrics.high_frequency_ratio` of the output vs the truth (1 = as much detail above the
+    low-res Nyquist as the truth; noise scores high too), detail = :func:`course_utils.metrics.local_detail_error`
+    (dB, 0 = the truth's amount of detail in every place; noise scores badly), grid =
+    :func:`course_utils.metrics.grid_amplitude` of period ``scale`` (grey levels; below ~1 invisible),
+    consistency = MSE of the downsampled output against the input, ms = milliseconds of the model's ``upscale``."""
     from .images import rgb_to_y
-    from .metrics import sr_high_frequency_ratio, sr_psnr, sr_ssim
+    from .metrics import grid_amplitude, sr_high_frequency_ratio, sr_local_detail_error, sr_psnr, sr_ssim
 
     if not isinstance(model, SRModel):
         raise TypeError(f"model must be a course_utils.sr.SRModel (one of {sorted(MODELS)}), "
@@ -222,8 +225,11 @@ def evaluate_image(model: SRModel, image: torch.Tensor, *, generator: torch.Gene
     start = time.perf_counter()
     out = model.upscale(low, generator=generator)
     ms = 1000 * (time.perf_counter() - start)
+    inner = lambda t: rgb_to_y(t.clamp(0, 1))[..., model.scale:-model.scale, model.scale:-model.scale]  # noqa: E731
     return {"psnr": sr_psnr(out, high, model.scale), "ssim": sr_ssim(out, high, model.scale),
             "hf": sr_high_frequency_ratio(out, high, model.scale),
+            "detail": sr_local_detail_error(out, high, model.scale),
+            "grid": grid_amplitude(inner(out), inner(high), model.scale),
             "consistency": consistency(out, low, model.scale), "ms": ms}
 
 

@@ -259,6 +259,14 @@ def main(argv=None) -> int:
             torch.set_num_threads(args.threads)
         if args.download:
             overrides["download"] = True
+        if "steps" in overrides:                   # a recipe key that is also --steps: take it from either, once
+            if args.steps is not None and args.steps != overrides["steps"]:
+                raise ValueError(f"steps given twice: --steps {args.steps} and --set steps={overrides['steps']}")
+            args.steps = overrides.pop("steps")
+        unknown = sorted(set(overrides) - set(RECIPES[args.model]) - {"download"})
+        if unknown:                                # refused here, before they could clash with train()'s arguments
+            raise ValueError(f"unknown recipe key(s) {unknown} for {args.model}; valid keys: "
+                             f"{sorted(RECIPES[args.model])}")
         train(args.model, args.scale, args.steps, args.out, resume=args.resume, seed=args.seed,
               save_every=max(1, args.save_every), images_dir=args.images, eval_every=max(0, args.eval_every),
               progress=sys.stderr.isatty(), **overrides)

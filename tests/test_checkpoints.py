@@ -48,6 +48,10 @@ def test_train_cli_and_bad_arguments(tmp_path, monkeypatch):
         train.main(["srcnn", "--scale", "3", "--set", "learning_rate=0.1"])
     with pytest.raises(SystemExit, match="--set takes key=value"):
         train.main(["srcnn", "--scale", "3", "--set", "lr"])
+    with pytest.raises(SystemExit, match=r"unknown recipe key\(s\) \['seed'\].*valid keys"):   # a CLI option, not a key
+        train.main(["srcnn", "--scale", "3", "--set", "seed=1"])
+    with pytest.raises(SystemExit, match="steps given twice: --steps 2 and --set steps=3"):
+        train.main(["srcnn", "--scale", "3", "--steps", "2", "--set", "steps=3"])
 
 
 def test_recipe_keys_as_options(tmp_path, monkeypatch, tiny_images):
@@ -57,6 +61,9 @@ def test_recipe_keys_as_options(tmp_path, monkeypatch, tiny_images):
     saved = torch.load(out, weights_only=True)
     assert saved["recipe"]["batch"] == 2 and saved["recipe"]["loss"] == "l1"
     assert saved["command"].endswith('--set batch=2 loss="l1"')
+    out = tmp_path / "f.pt"                                # --set steps=N is the same as --steps N
+    assert train.main(["espcn", "--scale", "2", "--set", "steps=1", "batch=2", "--out", str(out)]) == 0
+    assert torch.load(out, weights_only=True)["steps"] == 1
 
 
 def test_set_values_are_json_and_recorded_in_the_command(tmp_path, tiny_images):

@@ -118,3 +118,45 @@ def test_grid_artifact_score_finds_a_sub_pixel_checkerboard():
     assert metrics.grid_artifact_score(gridded, 4) > 30
     with pytest.raises(ValueError, match="too small"):
         metrics.grid_artifact_score(photo[:, :20, :20], 4)
+
+
+def test_local_detail_error_rewards_detail_in_the_right_place_not_noise():
+    g = torch.Generator().manual_seed(0)
+    # the truth: flat on the left half, fine texture (above a x4 low-res image's Nyquist) on the right
+    truth = torch.full((1, 64, 64), 0.5)
+    texture = 0.2 * torch.randn(1, 64, 32, generator=g)
+    truth[..., 32:] += texture
+    truth = truth.clamp(0, 1)
+    assert metrics.local_detail_error(truth, truth, 4) == 0
+    blurry = ops.Upsample(4)(ops.Downsample(4)(truth))
+    other_texture = truth.clone()                                   # texture in the right place, not the true one
+    other_texture[..., 32:] = (0.5 + 0.2 * torch.randn(1, 64, 32, generator=g)).clamp(0, 1)
+    noise = (blurry + 0.14 * torch.randn(blurry.shape, generator=g)).clamp(0, 1)      # detail spread everywhere
+    hf_noise = metrics.high_frequency_ratio(noise, truth, 4)
+    assert 0.5 < hf_noise < 2                                        # about the truth's amount of detail ...
+    errors = {k: metrics.local_detail_error(v, truth, 4) for k, v in
+              {"blurry": blurry, "other": other_texture, "noise": noise}.items()}
+    assert errors["other"] < 1 < errors["noise"]                     # ... but in the wrong places
+    assert errors["other"] < errors["blurry"]
+    with pytest.raises(ValueError, match="reference"):
+        metrics.local_detail_error(truth, truth[..., :32], 4)
+    with pytest.raises(ValueError, match="scale"):
+        metrics.local_detail_error(truth, truth, 1)
+    with pytest.raises(ValueError, match="divisible"):
+        metrics.local_detail_error(truth[..., :62], truth[..., :62], 4)
+    assert metrics.sr_local_detail_error(truth, truth, 4) == 0
+
+
+def test_grid_amplitude_measures_the_size_of_a_periodic_error_in_grey_levels():
+    g = torch.Generator().manual_seed(0)
+    reference = (0.5 + 0.1 * torch.randn(1, 64, 64, generator=g)).clamp(0, 1)
+    assert metrics.grid_amplitude(reference, reference, 4) == 0
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    checker = ((((yy % 4) < 2) ^ ((xx % 4) < 2)).float() * 2 - 1) / 255          # +-1 grey level, period 4
+    assert metrics.grid_amplitude((reference + 3 * checker).clamp(0, 1), reference, 4) == pytest.approx(3, rel=0.05)
+    noise = (reference + 3 / 255 * torch.randn(reference.shape, generator=g)).clamp(0, 1)    # same size, no grid
+    assert metrics.grid_amplitude(noise, reference, 4) < 0.5
+    with pytest.raises(ValueError, match="period"):
+        metrics.grid_amplitude(reference, reference, 1)
+    with pytest.raises(ValueError, match="too small"):
+        metrics.grid_amplitude(reference[..., :8, :8], reference[..., :8, :8], 4)

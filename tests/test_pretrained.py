@@ -69,8 +69,11 @@ def test_download_offline_gives_a_clear_message(tmp_path, monkeypatch):
     train.train("srresnet", 4, 1, tmp_path / "g.pt", images=tiny, progress=False, batch=1, patch_hr=32,
                 model=dict(n_blocks=1, channels=4))
     with pytest.raises(SystemExit, match="error: could not download the VGG19 weights"):
+        train.main(["srgan", "--scale", "4", "--steps", "1", "--set", "vgg=imagenet", "content=vgg22",
+                    f"init={tmp_path / 'g.pt'}", "--download", "--out", str(tmp_path / "gan.pt")])
+    with pytest.raises(SystemExit, match="vgg='imagenet' has no effect with content='mse'"):   # the shipped recipe's
         train.main(["srgan", "--scale", "4", "--steps", "1", "--set", "vgg=imagenet", f"init={tmp_path / 'g.pt'}",
-                    "--download", "--out", str(tmp_path / "gan.pt")])
+                    "--out", str(tmp_path / "gan.pt")])
 
 
 def test_download_verifies_the_hash_and_caches(tmp_path, monkeypatch):

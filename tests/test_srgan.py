@@ -60,7 +60,7 @@ def test_srgan_is_an_srresnet_and_super_resolve_handles_rgb_models(rgb):
     assert sr.super_resolve(model, rgb[:, :16, :16]).shape == (3, 32, 32)
     assert sr.super_resolve(model, images.rgb_to_y(rgb)[:, :16, :16]).shape == (1, 32, 32)
     result = sr.evaluate_image(model, rgb)
-    assert set(result) == {"psnr", "ssim", "hf", "consistency", "ms"} and math.isfinite(result["psnr"])
+    assert set(result) == {"psnr", "ssim", "hf", "detail", "grid", "consistency", "ms"} and math.isfinite(result["psnr"])
 
 
 def test_discriminator_follows_the_paper():
@@ -111,7 +111,8 @@ def test_content_losses():
     g = torch.Generator().manual_seed(0)
     target = torch.rand(2, 1, 32, 32, generator=g)
     output = (target + 0.1 * torch.randn(target.shape, generator=g)).requires_grad_(True)
-    assert srgan.ContentLoss("mse")(output, target).item() == pytest.approx(F.mse_loss(output, target).item())
+    # the paper's MSE is on images in [-1, 1]: 4 x the [0, 1] MSE (the scale the adversarial weight 1e-3 assumes)
+    assert srgan.ContentLoss("mse")(output, target).item() == pytest.approx(4 * F.mse_loss(output, target).item())
     vgg = srgan.VGG19Features("vgg22")
     loss = srgan.ContentLoss("vgg22", vgg)
     assert loss(target, target).item() == 0
@@ -169,6 +170,18 @@ def test_gan_steps_update_both_networks_and_log():
     assert all(0 <= v <= 1 for v in history["d_real"] + history["d_fake"])
     assert any(not torch.equal(a, b) for a, b in zip(before_g, gen_net.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before_d, disc.parameters()))
+
+
+def test_discriminator_judges_real_and_generated_patches_in_one_batch():
+    # with BatchNorm in D, separate real / generated batches are each normalised on their own, hiding their difference
+    g = torch.Generator().manual_seed(0)
+    gen_net, disc = srgan.SRResNet(4, n_blocks=1, channels=8), srgan.Discriminator(1, channels=4)
+    sizes = []
+    disc.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
+    low, high = torch.rand(3, 1, 9, 9, generator=g), torch.rand(3, 1, 36, 36, generator=g)
+    srgan.gan_step(gen_net, disc, srgan.ContentLoss("mse"), torch.optim.Adam(gen_net.parameters()),
+                   torch.optim.Adam(disc.parameters()), low, high)
+    assert sizes == [6, 6]                                  # D step and G step: real and generated together
 
 
 def test_train_srgan_from_an_srresnet_checkpoint(tmp_path, monkeypatch, capsys):
