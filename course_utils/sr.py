@@ -210,7 +210,7 @@ def evaluate_image(model: SRModel, image: torch.Tensor, *, generator: torch.Gene
     :func:`course_utils.metrics.high_frequency_ratio` of the output vs the truth (1 = as much detail above the
     low-res Nyquist as the truth; noise scores high too), detail = :func:`course_utils.metrics.local_detail_error`
     (dB, 0 = the truth's amount of detail in every place; noise scores badly), grid =
-    :func:`course_utils.metrics.grid_amplitude` of period ``scale`` (grey levels; below ~1 invisible),
+    :func:`course_utils.metrics.grid_amplitude` of period ``scale`` (grey levels; ~0.6 already shows faintly on flat backgrounds),
     consistency = MSE of the downsampled output against the input, ms = milliseconds of the model's ``upscale``."""
     from .images import rgb_to_y
     from .metrics import grid_amplitude, sr_high_frequency_ratio, sr_local_detail_error, sr_psnr, sr_ssim
