@@ -96,6 +96,11 @@ def sr_ssim(image: torch.Tensor, reference: torch.Tensor, scale: int) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 # high-frequency content: PSNR/SSIM reward smooth averages; these measure whether the fine detail is there at all
 
+def _luminance(image: torch.Tensor) -> torch.Tensor:
+    """(1 or 3, H, W) -> (H, W) float64 on the CPU: the grey channel, or BT.601 Y of an RGB image."""
+    return (image[0] if image.shape[0] == 1 else rgb_to_y(image)[0]).detach().double().cpu()
+
+
 def radial_power_spectrum(image: torch.Tensor, bins: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Radially averaged power spectrum of an image's luminance. (C, H, W) in [0, 1] ->
     ``(frequency, power)``: ``bins`` radial frequencies in cycles per pixel (0 .. 0.5] and the mean |FFT|^2 of the
@@ -181,7 +186,7 @@ def derivative_kurtosis(image: torch.Tensor) -> float:
     above 3. White noise is Gaussian (3), a regular grid is dense (below 3). So invented detail that looks natural
     keeps the truth's kurtosis; noise or a checkerboard pulls it down, whatever power they add."""
     check_image(image, "image", ndim=3, channels=(1, 3))
-    gray = (image.mean(0) if image.shape[0] == 1 else rgb_to_y(image)[0]).detach().double().cpu()
+    gray = _luminance(image)
     d = torch.cat([gray.diff(dim=0).flatten(), gray.diff(dim=1).flatten()])
     d = d - d.mean()
     var = float((d ** 2).mean())
@@ -197,7 +202,7 @@ def grid_artifact_score(image: torch.Tensor, period: int) -> float:
     3-13 dB; the checkerboard that x2 sub-pixel layers can leave behind (period 2^k): 25 dB and more."""
     check_image(image, "image", ndim=3, channels=(1, 3))
     period = check_positive_int(period, "period", minimum=2)
-    gray = (image.mean(0) if image.shape[0] == 1 else rgb_to_y(image)[0]).detach().double().cpu()
+    gray = _luminance(image)
     h, w = gray.shape
     if min(h, w) < 8 * period:
         raise ValueError(f"image of size {h}x{w} is too small to look for a grid of period {period}")
@@ -233,10 +238,15 @@ def grid_amplitude(image: torch.Tensor, reference: torch.Tensor, period: int) ->
     check_same_shape(check_image(image, "image", ndim=3, channels=(1, 3)),
                      check_image(reference, "reference", ndim=3, channels=(1, 3)), "image", "reference")
     period = check_positive_int(period, "period", minimum=2)
-    to_y = lambda t: (t[0] if t.shape[0] == 1 else rgb_to_y(t)[0]).detach().double().cpu()   # noqa: E731
-    e = to_y(image) - to_y(reference)
+    e = _luminance(image) - _luminance(reference)
     h, w = (e.shape[0] // period) * period, (e.shape[1] // period) * period
     if h < 4 * period or w < 4 * period:
         raise ValueError(f"image of size {tuple(e.shape)} is too small to measure a grid of period {period}")
     phases = e[:h, :w].reshape(h // period, period, w // period, period).mean((0, 2))   # (period, period)
     return 255 * float(phases.std(unbiased=False))
+
+
+def sr_grid_amplitude(image: torch.Tensor, reference: torch.Tensor, scale: int) -> float:
+    """:func:`grid_amplitude` of period ``scale`` with the SR papers' protocol (Y channel, border of ``scale`` pixels
+    cropped), the companion of :func:`sr_psnr`."""
+    return grid_amplitude(*_sr_view(image, reference, scale), scale)

@@ -210,10 +210,10 @@ def evaluate_image(model: SRModel, image: torch.Tensor, *, generator: torch.Gene
     :func:`course_utils.metrics.high_frequency_ratio` of the output vs the truth (1 = as much detail above the
     low-res Nyquist as the truth; noise scores high too), detail = :func:`course_utils.metrics.local_detail_error`
     (dB, 0 = the truth's amount of detail in every place; noise scores badly), grid =
-    :func:`course_utils.metrics.grid_amplitude` of period ``scale`` (grey levels; ~0.6 already shows faintly on flat backgrounds),
-    consistency = MSE of the downsampled output against the input, ms = milliseconds of the model's ``upscale``."""
+    :func:`course_utils.metrics.grid_amplitude` of period ``scale`` (grey levels; ~0.6 shows faintly on flat
+    backgrounds), consistency = MSE of the downsampled output against the input, ms = milliseconds of ``upscale``."""
     from .images import rgb_to_y
-    from .metrics import grid_amplitude, sr_high_frequency_ratio, sr_local_detail_error, sr_psnr, sr_ssim
+    from .metrics import sr_grid_amplitude, sr_high_frequency_ratio, sr_local_detail_error, sr_psnr, sr_ssim
 
     if not isinstance(model, SRModel):
         raise TypeError(f"model must be a course_utils.sr.SRModel (one of {sorted(MODELS)}), "
@@ -225,11 +225,10 @@ def evaluate_image(model: SRModel, image: torch.Tensor, *, generator: torch.Gene
     start = time.perf_counter()
     out = model.upscale(low, generator=generator)
     ms = 1000 * (time.perf_counter() - start)
-    inner = lambda t: rgb_to_y(t.clamp(0, 1))[..., model.scale:-model.scale, model.scale:-model.scale]  # noqa: E731
     return {"psnr": sr_psnr(out, high, model.scale), "ssim": sr_ssim(out, high, model.scale),
             "hf": sr_high_frequency_ratio(out, high, model.scale),
             "detail": sr_local_detail_error(out, high, model.scale),
-            "grid": grid_amplitude(inner(out), inner(high), model.scale),
+            "grid": sr_grid_amplitude(out, high, model.scale),
             "consistency": consistency(out, low, model.scale), "ms": ms}
 
 

@@ -495,6 +495,9 @@ class GANTrainer(Trainer):
     """SRGAN training: G starts from a trained SRResNet, a fresh discriminator, Adam for both, :func:`train_gan_steps`."""
 
     def __init__(self, name, scale, recipe, load_images, generator, seed=0):
+        if recipe["content"] == "mse" and recipe["vgg"] != "random":
+            raise ValueError(f"vgg={recipe['vgg']!r} has no effect with content='mse' (pixel loss): also set a VGG "
+                             f"layer, e.g. --set content=vgg54 vgg={recipe['vgg']}")
         init = _load_init(recipe["init"], scale)
         self.config = init["config"]
         self.model = build_model(name, scale, **self.config)
@@ -504,9 +507,6 @@ class GANTrainer(Trainer):
         self.discriminator = Discriminator(self.model.image_channels, **recipe["discriminator"])
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=recipe["lr"])
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=recipe["lr"])
-        if recipe["content"] == "mse" and recipe["vgg"] != "random":
-            raise ValueError(f"vgg={recipe['vgg']!r} has no effect with content='mse' (pixel loss): also set a VGG "
-                             f"layer, e.g. --set content=vgg54 vgg={recipe['vgg']}")
         self.content = make_content_loss(recipe["content"], recipe["vgg"], sampler=self.sampler,
                                          download=recipe.get("download", False), seed=seed + 1)
         if self.content.vgg is not None:

@@ -102,6 +102,13 @@ def _test_split_psnr(model, scale: int) -> float:
     return sum(values) / len(values)
 
 
+def _check_keys(name: str, defaults: dict, overrides: dict) -> None:
+    """Refuse override keys that are not keys of ``name``'s recipe, naming the valid ones."""
+    unknown = sorted(set(overrides) - set(defaults) - {"download"})
+    if unknown:
+        raise ValueError(f"unknown recipe key(s) {unknown} for {name}; valid keys: {sorted(defaults)}")
+
+
 def train(name: str, scale: int, steps: int | None = None, out=None, *, resume: bool = False, seed: int = 0,
           save_every: int = 100, images=None, images_dir=None, eval_every: int = 0, progress: bool = True,
           **overrides) -> dict:
@@ -114,9 +121,7 @@ def train(name: str, scale: int, steps: int | None = None, out=None, *, resume: 
     if name not in known:
         raise ValueError(f"name must be one of {sorted(known)}, got {name!r}")
     module, defaults = known[name]
-    unknown = sorted(set(overrides) - set(defaults) - {"download"})
-    if unknown:
-        raise ValueError(f"unknown recipe key(s) {unknown} for {name}; valid keys: {sorted(defaults)}")
+    _check_keys(name, defaults, overrides)
     recipe = {**defaults, **overrides}
     steps = recipe["steps"] if steps is None else steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
@@ -263,10 +268,7 @@ def main(argv=None) -> int:
             if args.steps is not None and args.steps != overrides["steps"]:
                 raise ValueError(f"steps given twice: --steps {args.steps} and --set steps={overrides['steps']}")
             args.steps = overrides.pop("steps")
-        unknown = sorted(set(overrides) - set(RECIPES[args.model]) - {"download"})
-        if unknown:                                # refused here, before they could clash with train()'s arguments
-            raise ValueError(f"unknown recipe key(s) {unknown} for {args.model}; valid keys: "
-                             f"{sorted(RECIPES[args.model])}")
+        _check_keys(args.model, RECIPES[args.model], overrides)   # before they could clash with train()'s arguments
         train(args.model, args.scale, args.steps, args.out, resume=args.resume, seed=args.seed,
               save_every=max(1, args.save_every), images_dir=args.images, eval_every=max(0, args.eval_every),
               progress=sys.stderr.isatty(), **overrides)
