@@ -227,6 +227,9 @@ def skip_net(out_channels: int = 3, *, channels=128, skip=4, depth: int = 5, in_
     return dip.SkipNet(in_channels, out_channels, channels, skip, depth, layers.pop("upsample"), **layers)
 
 
+PAPER_LIPSCHITZ, PAPER_LR = 1.4, 1e-3   # the paper's code: lambda on every 3x3 convolution, Adam's learning rate
+
+
 class DecoderNet(dip.DIPNet):
     """Shi et al.'s upsampling-only decoder, as in the paper's code: a low-resolution random-phase input
     (:func:`random_fourier_input`, 32 channels at 1 / 2^depth of the image size), a block of two 3x3 convolutions,
@@ -237,16 +240,18 @@ class DecoderNet(dip.DIPNet):
 
     z: (B, in_channels, H / 2^depth, W / 2^depth) -> (B, out_channels, H, W) in (0, 1). The defaults are the
     paper's controlled decoder: 128 channels, Gaussian upsampling with widths (0.1, 0.1, 0.1, 0.5, 0.5) input pixels
-    (coarse to fine) and the code's 5-tap kernel of DC gain 1/4, lambda = 1.4 on every convolution, mean-only
-    BatchNorm, LeakyReLU slope 0.01. ``upsample='bilinear', lipschitz=None`` is the uncontrolled decoder of its
-    ablation (the code keeps mean-only BatchNorm in every variant).
+    (coarse to fine) and the code's 5-tap kernel of DC gain 1/4, lambda = 1.4 on every 3x3 convolution (as in the
+    code, not on the final 1x1 layer, which only mixes channels: the output starts flat and that layer amplifies
+    the contrast the others build; bounding it too slows every fit), mean-only BatchNorm, LeakyReLU slope 0.01.
+    ``upsample='bilinear', lipschitz=None`` is the uncontrolled decoder of its ablation (the code keeps mean-only
+    BatchNorm in every variant).
     """
 
     PAPER_SIGMAS = (0.1, 0.1, 0.1, 0.5, 0.5)
 
     def __init__(self, in_channels: int = 32, out_channels: int = 3, channels: int = 128, depth: int = 5,
                  upsample: str = "gaussian", *, upsample_sigma=None, upsample_radius: int | None = 2,
-                 upsample_gain: float = 0.25, lipschitz: float | None = 1.4, norm: str = "mean",
+                 upsample_gain: float = 0.25, lipschitz: float | None = PAPER_LIPSCHITZ, norm: str = "mean",
                  slope: float = 0.01):
         super().__init__()
         self.in_channels = check_positive_int(in_channels, "in_channels", minimum=2)
@@ -271,7 +276,7 @@ class DecoderNet(dip.DIPNet):
         self.head = block(in_channels)
         self.ups = nn.ModuleList(dip.upsample2x(layer["upsample"]) for layer in layers)
         self.blocks = nn.ModuleList(block(channels) for _ in range(depth))
-        self.out = dip.conv(channels, out_channels, 1, layer=conv_layer)
+        self.out = dip.conv(channels, out_channels, 1)  # the paper's code leaves the 1x1 output layer unbounded
         for module in self.modules():                   # the paper's code: Kaiming-uniform, fan_in
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_uniform_(module.weight, a=0, mode="fan_in")
@@ -381,7 +386,7 @@ def stopping_iteration(iterations, values, window: int = 100, tolerance: float =
 # ----------------------------------------------------------------------------------------------------------------
 # the notebook's experiments (thin wrappers around dip.fit)
 
-def variants(lipschitz: float = 1.4, sigma=None) -> dict:
+def variants(lipschitz: float = PAPER_LIPSCHITZ, sigma=None) -> dict:
     """The four networks of the paper's ablation as :class:`DecoderNet` options: plain, Lipschitz only, Gaussian
     upsampling only, and both. As in the paper's code every variant keeps mean-only BatchNorm, so only the control
     differs. ``sigma``: the upsampler widths (None = the paper's per-scale widths)."""

@@ -40,3 +40,15 @@ def test_dc_gain_checker():
     assert ex.check_dc_gain(1) is False
     assert ex.check_dc_gain(4, stride=4) is True
     assert ex.check_dc_gain(...) is None
+
+
+def test_lipschitz_prediction_checker_judges_against_the_measurement():
+    from course_utils.images import image_set
+
+    small = dict(image=image_set("test", size=64)["astronaut"], iters=150, channels=8)
+    assert ex.check_lipschitz_prediction({"psnr": ..., "top band": ...}, **small) is None     # untouched template
+    assert ex.check_lipschitz_prediction({"psnr": "up"}, **small) is False                   # malformed
+    # a looser bound (2.0) fits every band sooner: higher PSNR and a higher top band after a short budget
+    assert ex.check_lipschitz_prediction({"psnr": "higher", "top band": "higher"}, **small) is True
+    assert ex.check_lipschitz_prediction({"psnr": "higher", "top band": "lower"}, **small) is False
+    assert ex.check_lipschitz_prediction({"psnr": "lower", "top band": "lower"}, lipschitz=1.0, **small) is True

@@ -11,11 +11,13 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
 
-
 def make_panel(compute, render, controls: dict, *, run_button: bool = False, title: str = ""):
     """Build a panel: ``controls`` maps keyword names of ``compute`` to ipywidgets. On every change (or on the
     run button when ``run_button=True``, for slow computations) it calls ``result = compute(**values)`` and
     ``render(result)`` inside an Output area. Returns the ``VBox`` with ``.result`` and ``.update()``."""
+    for control in controls.values():   # full labels: the default width cuts "sigma (denoise)" to "sigma (d..."
+        if hasattr(getattr(control, "style", None), "description_width"):
+            control.style.description_width = "initial"
     output = widgets.Output()
     items = [widgets.HTML(f"<b>{title}</b>")] if title else []
     items += list(controls.values())
