@@ -555,3 +555,60 @@ def degrade(image: torch.Tensor, task: str, level=None, seed: int = 0) -> dict:
     y = operator(image)
     return {"clean": image, "y": y, "operator": operator, "out_size": size, "baseline": y,
             "label": f"masked ({kind})"}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# DIP as a super-resolution method (the paper's Set5/Set14 experiment through the course's SRModel interface)
+
+from .sr import SRModel, register_model  # noqa: E402  (sr does not import dip: no cycle)
+
+#: DIP-SR's network width and iterations by profile (notebook 02's ``sr_width``/``sr_iters``; paper: 128, 2000)
+SR_SETTINGS = dict(ci=dict(width=32, iters=400), cpu=dict(width=64, iters=2000), gpu=dict(width=128, iters=2000))
+
+
+class DIPSR(SRModel):
+    """Deep Image Prior as a super-resolver (paper Sec. 4, x4 and x8 on Set5/Set14): for every low-res image a
+    fresh :func:`skip_net` is fitted so that ``Downsample(scale)(f(z))`` matches it (eq. 2 with A = the course's
+    antialiased bicubic downsampling) and the averaged output is returned. No training data: each call fits from
+    scratch, so it is slow (paper settings, 128 channels and 2000 iterations: minutes on a GPU, ~45 min for a
+    256 px output on one CPU thread).
+
+    ``width``/``iters`` default to the profile's (:data:`SR_SETTINGS`: ci 32/400, cpu 64/2000, gpu 128/2000);
+    ``depth`` 5 as in the paper (the output must be at least 2^(depth+1) pixels per side). Stochastic: the initial
+    weights, z and the input noise come from ``generator`` (one draw per image)."""
+
+    channels = 3
+    stochastic = True
+
+    def __init__(self, scale: int = 4, width: int | None = None, iters: int | None = None, depth: int = 5,
+                 lr: float = 0.01, reg_noise_std: float = 0.03):
+        super().__init__()
+        from .runtime import settings
+
+        cfg = settings(**SR_SETTINGS)
+        self.scale = check_positive_int(scale, "scale", minimum=2)
+        self.width = check_positive_int(cfg["width"] if width is None else width, "width")
+        self.iters = check_positive_int(cfg["iters"] if iters is None else iters, "iters")
+        self.depth = check_positive_int(depth, "depth")
+        self.lr = check_number(lr, "lr", minimum=0, strict_min=True)
+        self.reg_noise_std = check_number(reg_noise_std, "reg_noise_std", minimum=0)
+        self.receptive_field = math.ceil(2 ** (self.depth + 1) / self.scale)   # the net's smallest output side
+
+    def _upscale(self, low: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        self._check_shape(low, "low")
+        operator = ops.Downsample(self.scale)
+        outputs = []
+        for y in low:                                     # y: (3, h, w); one fit per image
+            seed = int(torch.randint(2 ** 31 - 1, (1,), generator=generator)) if generator is not None else 0
+            with torch.random.fork_rng(devices=[]), torch.enable_grad():
+                torch.manual_seed(seed)                   # the initial weights
+                net = skip_net(3, channels=self.width, depth=self.depth)
+                result = fit(net, y.float(), operator, iters=self.iters, lr=self.lr,
+                             reg_noise_std=self.reg_noise_std, out_size=(self.scale * y.shape[-2],
+                                                                         self.scale * y.shape[-1]),
+                             every=max(self.iters // 10, 1), seed=seed, progress=False)
+            outputs.append(result.average)               # (3, s h, s w)
+        return torch.stack(outputs).to(low.dtype)
+
+
+register_model("dip", DIPSR, trained=False, tiny=dict(width=4, iters=3, depth=2))

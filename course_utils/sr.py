@@ -1,8 +1,9 @@
 """What every super-resolution method of the course shares.
 
 * :class:`SRModel` - the one interface: ``model.upscale(low_rgb, *, generator=None) -> high_rgb`` on [0, 1] RGB
-  (or grey) tensors. Bicubic, SRCNN, ESPCN, VDSR (``srcnn.py``), SRResNet and SRGAN (``srgan.py``), SR3
-  (``sr3.py``) and PULSE (``pulse.py``) all implement it, so evaluation, widgets and comparisons treat them alike.
+  (or grey) tensors. Bicubic, SRCNN, ESPCN, VDSR (``srcnn.py``), DIP (``dip.py``, fitted to each image), SRResNet
+  and SRGAN (``srgan.py``), SR3 (``sr3.py``) and PULSE (``pulse.py``) all implement it, so evaluation, widgets and
+  comparisons treat them alike.
   :class:`YModel` is the base of the networks that, like the papers, super-resolve only the luminance Y (BT.601)
   and take the colour (Cb, Cr) from bicubic.
 * :data:`MODELS`, :func:`register_model`, :func:`build_model` - the registry the paper modules fill.

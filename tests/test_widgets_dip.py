@@ -18,6 +18,8 @@ def test_dip_fit_demo_is_pure(img64):
     b = panels.dip_fit_demo(img64, width=8, iters=6, every=3)
     assert torch.equal(a["fit"].average, b["fit"].average)
     assert a["fit"].history["iter"] == [3, 6] and a["noisy"].shape == img64.shape
+    titles = [ax.get_title() for ax in panels.render_dip_fit(a).axes]   # the clean reference beside the outputs
+    assert titles[3] == "clean (reference)" and titles[2].startswith("averaged output")
     c = panels.dip_fit_demo(img64, width=8, iters=6, every=3, upsample="nearest")
     assert not torch.equal(a["fit"].average, c["fit"].average)
 

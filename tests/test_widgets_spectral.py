@@ -12,6 +12,13 @@ def test_spectral_widget_callback_headless():
     result = panels.spectral_demo(clean, task="inpaint", iters=20, channels=4, every=10)
     assert set(result["runs"]) == {"plain DIP", "both (Shi et al.)"}
     assert len(result["runs"]["plain DIP"].history["psnr"]) == 2
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    panels.render_spectral(result)   # the PSNR curves, then the outputs beside the clean reference
+    titles = [ax.get_title() for num in plt.get_fignums() for ax in plt.figure(num).axes]
+    assert "clean (reference)" in titles and "plain DIP" in titles
+    plt.close("all")
     panel = panels.spectral_panel(clean)
     controls = {c.description: c for c in panel.children if hasattr(c, "value") and hasattr(c, "description")}
     controls["iterations"].value = 50

@@ -24,17 +24,18 @@ def dip_fit_demo(image, lr: float = 0.01, width: int = 32, reg_noise: float = 1 
 
 def render_dip_fit(out: dict):
     r = out["fit"]
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.4))
     tiles = [(out["noisy"], f"noisy, {psnr(out['noisy'], out['clean']):.2f} dB"),
              (r.output, f"final output, {r.final_psnr:.2f} dB"),
-             (r.average, f"averaged output, {r.final_psnr_avg:.2f} dB")]
+             (r.average, f"averaged output, {r.final_psnr_avg:.2f} dB"),
+             (out["clean"], "clean (reference)")]
     for ax, (img, title) in zip(axes, tiles):
         ax.imshow(img.permute(1, 2, 0).squeeze().clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_title(title, fontsize=9), ax.axis("off")
-    ax = axes[3]
+    ax = axes[4]
     ax.plot(r.history["iter"], r.history["psnr"], label="raw f(z)")
     ax.plot(r.history["iter"], r.history["psnr_avg"], label="averaged (EMA 0.99)")
-    ax.axvline(r.best_iter, color="gray", ls=":", label=f"best raw: it {r.best_iter}")
+    ax.axvline(r.best_iter, color="gray", ls=":", label=f"oracle best raw: it {r.best_iter}")
     ax.set(xlabel="iteration", ylabel="PSNR vs clean (dB)", title="PSNR against the clean image")
     ax.grid(alpha=0.3), ax.legend(fontsize=8)
     fig.tight_layout()

@@ -42,7 +42,8 @@ def render_spectral(result: dict):
     ax.grid(alpha=0.3)
     ax.legend()
     show_images({"observation": result["observation"],
-                 **{name: run.output for name, run in result["runs"].items()}}, suptitle="Final outputs")
+                 **{name: run.output for name, run in result["runs"].items()}, "clean (reference)": result["clean"]},
+                suptitle="Final outputs")
     return fig
 
 
