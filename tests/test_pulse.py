@@ -551,6 +551,7 @@ def test_exercise_checkers_accept_right_and_reject_wrong(capsys):
     assert ex.check_noise_floor(lambda s: 0.0) is False
     assert ex.check_largest_sigma(255 * 2e-3 ** 0.5) is True
     assert ex.check_largest_sigma(2e-3 ** 0.5) is False
+    assert ex.check_largest_sigma(...) is None                       # the template: "not attempted yet"
     assert ex.check_noise_floor(todo) is None
     assert "not attempted yet" in capsys.readouterr().out
 
