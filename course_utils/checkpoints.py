@@ -22,7 +22,8 @@ from .pretrained import sha256
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY = WEIGHTS_DIR / "registry.json"
 #: the paper modules that register builders (imported on demand, in the course's order)
-PAPER_MODULES = ("course_utils.dip", "course_utils.srcnn", "course_utils.srgan", "course_utils.sr3", "course_utils.pulse")
+PAPER_MODULES = ("course_utils.dip", "course_utils.srcnn", "course_utils.srgan", "course_utils.sr3",
+                 "course_utils.pulse")
 #: name -> builder(scale, **config) returning the model (filled by the paper modules)
 BUILDERS: dict = {}
 

@@ -603,12 +603,12 @@ class DIPSR(SRModel):
             with torch.random.fork_rng(devices=[]), torch.enable_grad():
                 torch.manual_seed(seed)                   # the initial weights
                 net = skip_net(3, channels=self.width, depth=self.depth)
-                result = fit(net, y.float(), operator, iters=self.iters, lr=self.lr,
+                result = fit(net, y, operator, iters=self.iters, lr=self.lr,
                              reg_noise_std=self.reg_noise_std, out_size=(self.scale * y.shape[-2],
                                                                          self.scale * y.shape[-1]),
                              every=max(self.iters // 10, 1), seed=seed, progress=False)
             outputs.append(result.average)               # (3, s h, s w)
-        return torch.stack(outputs).to(low.dtype)
+        return torch.stack(outputs)                      # upscale() casts back to the input's device and dtype
 
 
 register_model("dip", DIPSR, trained=False, tiny=dict(width=4, iters=3, depth=2))
