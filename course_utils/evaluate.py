@@ -4,6 +4,7 @@
     python -m course_utils.evaluate sr --model bicubic --scale 3 --images DIR [--json PATH]
     python -m course_utils.evaluate pulse --generator skewed --n 50 --group dark [--seed S] [--json PATH]
     python -m course_utils.evaluate sr --model sr3 --scale 4 --images DIR --steps 25 --samples 4 [--sampler ddim]
+    python -m course_utils.evaluate sr --model srgan --scale 4 --images ../shared/datasets/sr-train --held-out --crop 128
 
 JSON: {"task", "method", "images": [{"name", "psnr", "ssim", ...}], "mean": {"psnr", "ssim"}}.
 """
@@ -21,7 +22,8 @@ def summarize(task: str, method: str, rows: list[dict], json_path=None, extra: d
     """Print a table of ``rows`` (dicts with at least name, psnr, ssim) and their mean; optionally write JSON."""
     if not rows:
         raise SystemExit(f"no image could be evaluated for {task}/{method}")
-    optional = ("hf", "detail", "grid", "consistency", "psnr_single", "ssim_single", "spread", "seconds")
+    optional = ("hf", "detail", "grid", "lattice", "lattice_truth", "consistency", "psnr_single", "ssim_single",
+                "spread", "seconds")
     averaged = ["psnr", "ssim"] + [k for k in optional if all(k in r for r in rows)]
     report = {"task": task, "method": method, **(extra or {}), "images": rows,
               "mean": {k: float(np.mean([r[k] for r in rows])) for k in averaged}}
@@ -125,7 +127,7 @@ def _sr(args) -> dict:
 
     import torch
 
-    from .images import load_folder
+    from .images import center_crop, is_held_out, load_folder
     from .sr import evaluate_image, load_model
 
     if args.scale < 2:
@@ -133,7 +135,9 @@ def _sr(args) -> dict:
     if args.samples < 1 or (args.steps is not None and args.steps < 1):
         raise SystemExit(f"error: --samples and --steps must be integers >= 1, got --samples {args.samples} "
                          f"--steps {args.steps}")
-    sampling = args.samples > 1 or args.steps is not None or args.sampler is not None
+    if args.crop is not None and args.crop < 4 * args.scale:
+        raise SystemExit(f"error: --crop must be at least 4 x --scale = {4 * args.scale} pixels, got {args.crop}")
+    sampling = args.samples > 1 or args.steps is not None or args.sampler is not None or args.project
     try:
         model = load_model(args.model, args.scale)
     except (ValueError, TypeError, FileNotFoundError) as error:
@@ -142,10 +146,19 @@ def _sr(args) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            images = load_folder(args.images)
+            images = load_folder(args.images, recursive=args.held_out)
         except (ValueError, FileNotFoundError) as error:
             raise SystemExit(f"error: --images: {error}") from None
     skipped += [str(w.message) for w in caught if str(w.message).startswith("skipping")]
+    if args.held_out:
+        images = [(name, image) for name, image in images if is_held_out(name)]
+        if not images:
+            raise SystemExit(f"error: --held-out: no held-out image (course_utils.images.HELD_OUT) under "
+                             f"{args.images}")
+    if args.crop:
+        small = [name for name, image in images if min(image.shape[-2:]) < args.crop]
+        skipped += [f"skipping {name}: smaller than --crop {args.crop}" for name in small]
+        images = [(name, center_crop(image, args.crop)) for name, image in images if name not in small]
     rows = []
     for index, (name, image) in enumerate(images):
         try:
@@ -153,7 +166,7 @@ def _sr(args) -> dict:
             if sampling:   # several samples per image (SR3): mean and single-sample scores, spread
                 from .sr3 import evaluate_samples
                 row = evaluate_samples(model, image, steps=args.steps, samples=args.samples, generator=generator,
-                                       sampler=args.sampler)
+                                       sampler=args.sampler, project=args.project)
             else:
                 row = evaluate_image(model, image, generator=generator)
             rows.append({"name": name, **row})
@@ -164,32 +177,40 @@ def _sr(args) -> dict:
     protocol = (f"modcrop {args.scale}; low-res by antialiased bicubic (MATLAB imresize); Y channel BT.601 "
                 f"16-235; border of {args.scale} px cropped")
     return summarize("sr", args.model, rows, args.json,
-                     extra={"scale": args.scale, "protocol": protocol, "skipped": skipped})
+                     extra={"scale": args.scale, "protocol": protocol, "skipped": skipped,
+                            "held_out": args.held_out, "crop": args.crop, "project": args.project})
 
 
 def _pulse(args) -> dict:
     """PULSE on held-out rendered faces (``course_utils.pulse.evaluate``): success rate within eps, steps and seconds
-    to eps, restarts used, and for the bias study the skin tone of inputs vs outputs with a 95 % interval."""
+    to eps, restarts used, validity (answers that are faces of the world), and for the bias study the skin tone of
+    inputs vs outputs with a 95 % interval."""
     from . import pulse
 
     names = {"balanced": "pulse-balanced", "skewed": "pulse-skewed", "stylegan2-ffhq": "stylegan2-ffhq"}
     try:
-        if args.n < 1 or args.steps < 1 or args.restarts < 1 or not args.eps > 0:
-            raise ValueError(f"--n, --steps and --restarts must be >= 1 and --eps > 0, got --n {args.n} --steps "
-                             f"{args.steps} --restarts {args.restarts} --eps {args.eps}")
+        if args.n < 1 or args.steps < 1 or args.restarts < 1 or not args.eps > 0 or not args.geocross_weight >= 0:
+            raise ValueError(f"--n, --steps and --restarts must be >= 1, --eps > 0 and --geocross-weight >= 0, got "
+                             f"--n {args.n} --steps {args.steps} --restarts {args.restarts} --eps {args.eps} "
+                             f"--geocross-weight {args.geocross_weight}")
         generator = pulse.load_generator(names[args.generator], download=args.download)
         report = pulse.evaluate(generator, n=args.n, seed=args.seed, scale=args.scale, eps=args.eps,
                                 steps=args.steps, restarts=args.restarts, mix=args.mix, group=args.group,
+                                geocross_weight=args.geocross_weight, stop=args.stop,
                                 progress=sys.stderr.isatty())
     except (ValueError, TypeError, FileNotFoundError, ConnectionError) as error:
         raise SystemExit(f"error: {error}") from None
     report["generator"] = args.generator
     bias = report["bias"]
     print(f"pulse / {args.generator}: {report['n']} inputs ({report['low_size']}x{report['low_size']}, x{report['scale']}, "
-          f"{report['mix']}), eps {report['eps']:g}, {report['steps']} steps x {report['restarts']} restarts")
+          f"{report['mix']}), eps {report['eps']:g}, {report['steps']} steps x {report['restarts']} restarts, "
+          f"GEOCROSS weight {report['geocross_weight']:g}, stop {report['stop']}")
     steps = sorted(r["steps_to_eps"] for r in report["inputs"] if r["steps_to_eps"] is not None)
     print(f"success_rate {report['success_rate']:.3f}; median steps to eps "
           f"{steps[len(steps) // 2] if steps else float('nan')}; {report['seconds_per_face']:.2f} s per face")
+    readable = ", ".join(f"{k} {v:.2f}" for k, v in report["readable"].items())
+    print(f"validity {report['validity']:.3f} (answers that are faces of the world; readable: {readable}); "
+          f"median fit RMSE to the nearest rendered face {report['fit_rmse_median']:.4f}")
     print(f"skin tone: inputs {bias['mean_tone_input']:.3f} -> outputs {bias['mean_tone_output']:.3f}; mean shift "
           f"{bias['mean_shift']:+.3f} (95% CI {bias['shift_ci95'][0]:+.3f} .. {bias['shift_ci95'][1]:+.3f}); dark "
           f"share {bias['dark_fraction_input']:.2f} -> {bias['dark_fraction_output']:.2f}")
@@ -226,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--model", required=True, choices=sorted(_sr_models()), help="a registered SR method")
     sr.add_argument("--scale", type=int, required=True)
     sr.add_argument("--images", required=True, type=Path)
+    sr.add_argument("--held-out", action="store_true",
+                    help="only the held-out images under --images (course_utils.images.HELD_OUT: 20 BSD200 photographs "
+                         "that training skips), e.g. --images ../shared/datasets/sr-train --held-out")
+    sr.add_argument("--crop", type=int, default=None, help="centre-crop every image to crop x crop first")
     sr.add_argument("--seed", type=int, default=0, help="stochastic methods: image i uses seed + i")
     sr.add_argument("--samples", type=int, default=1,
                     help="samples per image (stochastic methods, e.g. sr3): PSNR/SSIM of their mean and of single "
@@ -233,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--steps", type=int, default=None, help="sampling steps (sr3; default: the model's)")
     sr.add_argument("--sampler", choices=("ancestral", "ddim"), default=None,
                     help="sr3's sampler (default: the model's)")
+    sr.add_argument("--project", action="store_true",
+                    help="sr3: project every step's y0_hat onto the images consistent with the input (DDNM)")
     sr.add_argument("--json", type=Path, default=None)
     sr.set_defaults(run=_sr)
     pl = tasks.add_parser("pulse", help="PULSE on held-out rendered faces: success rate and the bias study")
@@ -246,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--eps", type=float, default=2e-3)
     pl.add_argument("--steps", type=int, default=100)
     pl.add_argument("--restarts", type=int, default=3)
+    pl.add_argument("--geocross-weight", type=float, default=0.05, help="0 runs PULSE without GEOCROSS")
+    pl.add_argument("--stop", choices=["best", "first"], default="best",
+                    help="best: every step, the lowest-loss iterate (the authors'); first: stop at eps")
     pl.add_argument("--download", action="store_true", help="allow downloading stylegan2-ffhq (opt-in)")
     pl.add_argument("--json", type=Path, default=None)
     pl.set_defaults(run=_pulse)

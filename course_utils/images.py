@@ -6,6 +6,8 @@ The offline image sets come from scikit-image (no network). One fixed split is u
 
 * ``TEST_IMAGES`` (our "Set5"): five colour photographs for demos and evaluation.
 * ``TRAIN_IMAGES``: the other natural images, for training the super-resolution models. Never evaluate on them.
+* ``HELD_OUT``: 20 photographs of the SR papers' training folders (T91 + BSD200) that no shipped model trains on
+  and nothing in the course is tuned on: where generative SR is judged (``evaluate sr --held-out``).
 
 ``motorcycle_right`` (a stereo twin of ``motorcycle``) and ``cat`` (the same picture as ``chelsea``) are left out
 so that nothing in the test split leaks into training.
@@ -23,6 +25,11 @@ from ._checks import check_image, check_positive_int
 TEST_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle")
 TRAIN_IMAGES = ("camera", "brick", "grass", "gravel", "coins", "moon", "page", "text", "clock", "cell",
                 "hubble_deep_field", "immunohistochemistry", "retina")
+#: Every 10th BSD200 image by sorted file name (a rule, not a choice: 20 photographs of animals, people, buildings,
+#: landscapes and textures). ``python -m course_utils.train`` skips them wherever they appear under ``--images``, so
+#: every checkpoint trained on ``../shared/datasets/sr-train`` after this split was made has never seen them.
+HELD_OUT = ("100075", "108073", "12074", "138078", "151087", "161062", "176035", "187039", "198023", "22013",
+            "232038", "246053", "268002", "292066", "317080", "361084", "376020", "46076", "65010", "78019")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
@@ -102,6 +109,11 @@ def save_image(image: torch.Tensor, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     io.imsave(path, to_uint8(image), check_contrast=False)
     return path
+
+
+def is_held_out(name) -> bool:
+    """Whether an image name or path (e.g. ``BSD200/100075`` or ``.../100075.png``) is one of :data:`HELD_OUT`."""
+    return Path(str(name)).stem in HELD_OUT
 
 
 def load_folder(directory, *, size: int | None = None, gray: bool = False, verbose: bool = True,

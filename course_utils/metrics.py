@@ -146,6 +146,41 @@ def sr_high_frequency_ratio(image: torch.Tensor, reference: torch.Tensor, scale:
     return high_frequency_ratio(*_sr_view(image, reference, scale), scale)
 
 
+def lattice_share(image: torch.Tensor, period: int) -> float:
+    """The share of an image's fine detail that is a lattice locked to the ``period``-pixel grid (the phase of a
+    x``period`` upsampler), no reference needed. With L the luminance (mean removed) cropped to multiples of
+    ``period``, F = |FFT(L)|^2 and the fine-detail band = frequencies above 0.5 / period cycles/px (what a
+    x``period`` low-res image cannot hold, as in :func:`high_frequency_ratio`):
+
+        share = sum of F over the lattice frequencies (k_y / period, k_x / period), not both 0, in the band
+                / sum of F over the band
+
+    The lattice frequencies carry exactly the tiled pattern of the period x period phase means (Parseval), i.e.
+    the part of the detail that repeats at every grid cell. Natural detail puts ~ (period^2 - 1) / (pixels in
+    the band) of its energy there by chance (0.1 % for 128 px at x4); a sub-pixel checkerboard puts all of its.
+    (C, H, W) in [0, 1]; the image must hold at least 4 periods each way."""
+    check_image(image, "image", ndim=3, channels=(1, 3))
+    period = check_positive_int(period, "period", minimum=2)
+    gray = _luminance(image)
+    h, w = (gray.shape[0] // period) * period, (gray.shape[1] // period) * period
+    if h < 4 * period or w < 4 * period:
+        raise ValueError(f"image of size {tuple(gray.shape)} is too small to measure a lattice of period {period}")
+    gray = gray[:h, :w] - gray[:h, :w].mean()
+    power = torch.fft.fft2(gray).abs() ** 2                                     # (h, w)
+    fy, fx = torch.fft.fftfreq(h, dtype=torch.float64), torch.fft.fftfreq(w, dtype=torch.float64)
+    band = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) > 0.5 / period
+    lattice = torch.zeros(h, w, dtype=torch.bool)
+    lattice[:: h // period, :: w // period] = True                              # k h / period, k w / period
+    total = power[band].sum()
+    return float(power[band & lattice].sum() / total) if total > 0 else 0.0
+
+
+def sr_lattice_share(image: torch.Tensor, scale: int) -> float:
+    """:func:`lattice_share` of period ``scale`` on the SR papers' view (Y channel, border of ``scale`` pixels
+    cropped)."""
+    return lattice_share(image[..., scale:-scale, scale:-scale], scale)
+
+
 def local_detail_error(image: torch.Tensor, reference: torch.Tensor, scale: int, c: float = 1e-5) -> float:
     """Is the invented detail in the right places? In dB, 0 = the truth's amount of fine detail everywhere.
 
@@ -250,3 +285,59 @@ def sr_grid_amplitude(image: torch.Tensor, reference: torch.Tensor, scale: int) 
     """:func:`grid_amplitude` of period ``scale`` with the SR papers' protocol (Y channel, border of ``scale`` pixels
     cropped), the companion of :func:`sr_psnr`."""
     return grid_amplitude(*_sr_view(image, reference, scale), scale)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a fool rate without human raters: SR3's 2AFC study (sec. 4.2) with a small trained classifier as the judge
+
+def _critic() -> torch.nn.Module:
+    """A small patch classifier on luminance: 4 convolutions 3x3 (8-16-32-32 channels, stride 2 from the second),
+    LeakyReLU 0.2, global average pooling, one logit. (B, 1, H, W) -> (B,)."""
+    nn = torch.nn
+    layers, previous = [], 1
+    for i, width in enumerate((8, 16, 32, 32)):
+        layers += [nn.Conv2d(previous, width, 3, stride=1 if i == 0 else 2, padding=1), nn.LeakyReLU(0.2)]
+        previous = width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(previous, 1), nn.Flatten(0))
+
+
+def fool_rate(real: torch.Tensor, fake: torch.Tensor, *, steps: int = 200, batch: int = 16, lr: float = 2e-3,
+              seed: int = 0) -> float:
+    """How often a method's outputs pass for real, judged like SR3's two-alternative forced choice (2AFC) study
+    (Saharia et al. sec. 4.2: raters see the real image and the output side by side and pick the real one;
+    fool rate = how often they pick the output; 50 % = indistinguishable), with a classifier instead of people.
+
+    ``real`` and ``fake``: (N, C, H, W) *paired* patches in [0, 1] (fake_i = the method's output for real_i's low-res
+    input), N >= 4. A fresh :func:`_critic` is trained on the luminance of the first half (Adam ``lr``, ``steps``
+    steps of ``batch`` real + ``batch`` fake patches, binary cross-entropy real = 1), then judges each pair i of the
+    second half: it is fooled when it scores fake_i more real than real_i (a tie counts half). -> the fooled
+    fraction in [0, 1].
+    A proxy with a budget: a stronger or longer-trained critic is fooled less by every method, so compare methods
+    only with the same settings (and seed: the critic's weights and batches come from ``seed``)."""
+    check_image(real, "real", ndim=4, channels=(1, 3))
+    check_image(fake, "fake", ndim=4, channels=(1, 3))
+    check_same_shape(real, fake, "real", "fake")
+    if real.shape[0] < 4:
+        raise ValueError(f"real and fake need at least 4 pairs (half to train the critic, half to judge), got "
+                         f"{real.shape[0]}")
+    steps, batch = check_positive_int(steps, "steps"), check_positive_int(batch, "batch")
+    lr = check_number(lr, "lr", minimum=0, strict_min=True)
+    to_y = lambda x: (x if x.shape[1] == 1 else rgb_to_y(x)).detach().float().cpu()   # noqa: E731
+    real, fake = to_y(real), to_y(fake)
+    half = real.shape[0] // 2
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        critic = _critic()
+    optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
+    labels = torch.cat([torch.ones(min(batch, half)), torch.zeros(min(batch, half))])
+    for _ in range(steps):
+        pick = torch.randperm(half, generator=generator)[:batch]
+        logits = critic(torch.cat([real[pick], fake[pick]]))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        fake_score, real_score = critic(fake[half:]), critic(real[half:])
+    return float(((fake_score > real_score).float() + 0.5 * (fake_score == real_score).float()).mean())

@@ -167,6 +167,28 @@ class Downsample(_Resize):
             raise ValueError(f"x of size {h}x{w} is smaller than scale={self.scale}")
         return h // self.scale, w // self.scale
 
+    def project(self, x: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """The image nearest to ``x`` (least squares) whose downsampled version (unclamped) is exactly ``low``:
+
+            x + A^+ (low - A x),   A x = R_h x R_w^T,   A^+ y = R_h^+ y (R_w^+)^T,   R^+ = R^T (R R^T)^-1
+
+        Only the part of ``x`` that the low-res image sees (the range of A^T) changes; the rest, the null space
+        that no low-res image can tell apart, is kept (DDNM's range-space correction, Wang et al. 2023).
+        ``x`` (..., H, W), ``low`` (..., H/s, W/s), any range (the operator is linear)."""
+        h, w = x.shape[-2:]
+        oh, ow = self._output_size(h, w)
+        if low.shape[-2:] != (oh, ow):
+            raise ValueError(f"low must be {oh}x{ow} (x of size {h}x{w} downsampled by {self.scale}), got "
+                             f"{tuple(low.shape[-2:])}")
+        key = ("pinv", h, w, x.dtype, x.device)
+        if key not in self._cache:
+            rows = resize_matrix(h, oh, self.kernel, self.antialias)            # (oh, h) float64
+            cols = resize_matrix(w, ow, self.kernel, self.antialias)            # (ow, w)
+            self._cache[key] = tuple(m.to(device=x.device, dtype=x.dtype) for m in
+                                     (rows, cols.T, torch.linalg.pinv(rows), torch.linalg.pinv(cols).T))
+        rows, cols_t, rows_pinv, cols_pinv_t = self._cache[key]
+        return x + rows_pinv @ (low - rows @ x @ cols_t) @ cols_pinv_t
+
 
 class Upsample(_Resize):
     """Enlarge by an integer ``scale`` with the same kernels (bicubic upsampling = the SR papers' baseline)."""

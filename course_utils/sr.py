@@ -207,14 +207,17 @@ def evaluate_image(model: SRModel, image: torch.Tensor, *, generator: torch.Gene
     """Evaluate ``model`` on one high-res ``image`` (1 or 3 channels, (C, H, W)) with the SR papers' protocol:
     modcrop to the scale, low-res by antialiased bicubic, Y channel (BT.601 studio range), border of ``scale``
     pixels cropped. Y methods see the Y channel only, RGB methods the RGB image (scored on the Y of their output).
-    -> ``{"psnr", "ssim", "hf", "detail", "grid", "consistency", "ms"}``: hf =
+    -> ``{"psnr", "ssim", "hf", "detail", "grid", "lattice", "lattice_truth", "consistency", "ms"}``: hf =
     :func:`course_utils.metrics.high_frequency_ratio` of the output vs the truth (1 = as much detail above the
     low-res Nyquist as the truth; noise scores high too), detail = :func:`course_utils.metrics.local_detail_error`
     (dB, 0 = the truth's amount of detail in every place; noise scores badly), grid =
     :func:`course_utils.metrics.grid_amplitude` of period ``scale`` (grey levels; ~0.6 shows faintly on flat
-    backgrounds), consistency = MSE of the downsampled output against the input, ms = milliseconds of ``upscale``."""
+    backgrounds), lattice / lattice_truth = :func:`course_utils.metrics.lattice_share` of period ``scale`` of the
+    output / the truth (the share of the fine detail locked to the upsampler's grid), consistency = MSE of the
+    downsampled output against the input, ms = milliseconds of ``upscale``."""
     from .images import rgb_to_y
-    from .metrics import sr_grid_amplitude, sr_high_frequency_ratio, sr_local_detail_error, sr_psnr, sr_ssim
+    from .metrics import (sr_grid_amplitude, sr_high_frequency_ratio, sr_lattice_share, sr_local_detail_error,
+                          sr_psnr, sr_ssim)
 
     if not isinstance(model, SRModel):
         raise TypeError(f"model must be a course_utils.sr.SRModel (one of {sorted(MODELS)}), "
@@ -230,6 +233,7 @@ def evaluate_image(model: SRModel, image: torch.Tensor, *, generator: torch.Gene
             "hf": sr_high_frequency_ratio(out, high, model.scale),
             "detail": sr_local_detail_error(out, high, model.scale),
             "grid": sr_grid_amplitude(out, high, model.scale),
+            "lattice": sr_lattice_share(out, model.scale), "lattice_truth": sr_lattice_share(high, model.scale),
             "consistency": consistency(out, low, model.scale), "ms": ms}
 
 

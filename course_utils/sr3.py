@@ -92,6 +92,7 @@ class _SR3Base(SRModel):
         self.target = target
         self.residual_scale = check_number(residual_scale, "residual_scale", minimum=0, strict_min=True)
         self.bicubic = ops.Upsample(self.scale)
+        self.downsample = ops.Downsample(self.scale)                           # A: what the input is of the output
         # the smallest low-res side whose high-res size the UNet can halve levels-1 times
         self.receptive_field = max(1, math.ceil(unet.multiple / self.scale))
 
@@ -143,7 +144,9 @@ class SR3(_SR3Base):
     :func:`p_sample`, 'ddim' = :func:`ddim_step`), ``variance`` of the ancestral steps (:func:`posterior_variance`),
     ``clip`` (clip y0_hat to [-b, b] in the target's units at every step, b = :attr:`clip_bound`),
     ``zero_mean_noise`` (default: True for the residual target, False for the image): draw y_T and every fresh
-    noise of the chain with zero mean per image and channel (see :func:`sampling_noise`).
+    noise of the chain with zero mean per image and channel (see :func:`sampling_noise`); ``project`` (default
+    False, the paper's sampler): replace y0_hat at every step by the nearest prediction that explains the input
+    exactly (:meth:`consistent`; DDNM's range-space correction, Wang et al. 2023 - not in SR3).
     ``model(low, y_t, sqrt_gamma)`` is the eps prediction.
     All randomness of sampling comes from ``generator``.
     """
@@ -152,7 +155,8 @@ class SR3(_SR3Base):
 
     def __init__(self, unet: UNet, schedule: Schedule, *, scale: int = 4, target: str = "image",
                  residual_scale: float = RESIDUAL_SCALE, steps: int = 100, sampler: str = "ancestral",
-                 variance: str = "posterior", clip: bool = True, zero_mean_noise: bool | None = None):
+                 variance: str = "posterior", clip: bool = True, zero_mean_noise: bool | None = None,
+                 project: bool = False):
         super().__init__(unet, scale, target, residual_scale)
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a course_utils.sr3.Schedule, got {type(schedule).__name__}")
@@ -160,7 +164,7 @@ class SR3(_SR3Base):
         self.steps = self._check_steps(steps)
         self.sampler = self._check_sampler(sampler)
         posterior_variance(0.5, 1.0, variance)                                  # validates `variance`
-        self.variance, self.clip = variance, bool(clip)
+        self.variance, self.clip, self.project = variance, bool(clip), bool(project)
         self.zero_mean_noise = (target == "residual") if zero_mean_noise is None else bool(zero_mean_noise)
         if self.zero_mean_noise and target != "residual":
             raise ValueError("zero_mean_noise=True needs target='residual' (only the residual's mean is known: ~0)")
@@ -183,12 +187,20 @@ class SR3(_SR3Base):
         self._check_low(low)
         return self.unet(self.x_up(low), y_t, sqrt_gamma)
 
+    def consistent(self, y0: torch.Tensor, x_up: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """The prediction y0 (target units) moved to the nearest one whose image downsamples exactly to ``low``:
+        x = from_target(y0) -> :meth:`course_utils.operators.Downsample.project` (x, low) -> back to the target.
+        Only what the low-res image sees changes; the invented detail (the null space of downsampling) stays."""
+        x = self.from_target(y0, x_up)                                          # (B, 3, s h, s w) in ~[0, 1]
+        return self.to_target(self.downsample.project(x, low), x_up)
+
     @torch.no_grad()
     def sample(self, low: torch.Tensor, *, steps: int | None = None, sampler: str | None = None,
                generator: torch.Generator | None = None, return_trajectory: int | bool = 0,
-               progress: bool = False):
+               progress: bool = False, project: bool | None = None):
         """Run the reverse chain on ``steps`` steps of the respaced schedule. ``low``: (B, 3, h, w) RGB in [0, 1]
-        on the model's device -> (B, 3, s h, s w) in [0, 1] (not clamped; ``upscale`` clamps).
+        on the model's device -> (B, 3, s h, s w) in [0, 1] (not clamped; ``upscale`` clamps). ``project``:
+        None = ``self.project``.
 
         ``return_trajectory`` = n > 0 (or True = every step) also returns the chain at n evenly spaced steps:
         ``(images, {"step": [k, ...], "sqrt_gamma": [...], "y_t": [...], "y0": [...]})`` with y_t (shown as
@@ -199,9 +211,9 @@ class SR3(_SR3Base):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         return self._sample(low, self._check_steps(self.steps if steps is None else steps),
                             self._check_sampler(self.sampler if sampler is None else sampler), generator,
-                            return_trajectory, progress)
+                            return_trajectory, progress, self.project if project is None else bool(project))
 
-    def _sample(self, low, steps, sampler, generator, return_trajectory=0, progress=False):
+    def _sample(self, low, steps, sampler, generator, return_trajectory=0, progress=False, project=False):
         from tqdm.auto import tqdm
 
         schedule = self.schedule.respace(steps)
@@ -214,6 +226,7 @@ class SR3(_SR3Base):
         trajectory = {"step": [], "sqrt_gamma": [], "y_t": [], "y0": []}
         bound = self.clip_bound
         clip = (-bound, bound) if self.clip else False
+        correct = (lambda y0: self.consistent(y0, x_up, low)) if project else None     # noqa: E731
         for k in tqdm(range(steps, 0, -1), desc=f"SR3 {sampler}", leave=False, disable=not progress):
             gamma, gamma_prev = float(schedule.gamma[k - 1]), float(schedule.gamma_prev[k - 1])
             sqrt_gamma = torch.full((y.shape[0],), math.sqrt(gamma), device=y.device, dtype=y.dtype)
@@ -227,18 +240,20 @@ class SR3(_SR3Base):
             if sampler == "ancestral":
                 noise = (sampling_noise(y.shape, generator, y.device, y.dtype, self.zero_mean_noise)
                          if gamma_prev < 1 else None)
-                y = p_sample(eps, y, gamma, gamma_prev, noise, clip=clip, variance=self.variance)
+                y = p_sample(eps, y, gamma, gamma_prev, noise, clip=clip, variance=self.variance, correct=correct)
             else:
-                y = ddim_step(eps, y, gamma, gamma_prev, clip=clip)
+                y = ddim_step(eps, y, gamma, gamma_prev, clip=clip, correct=correct)
         out = self.from_target(y, x_up)
         return (out, trajectory) if return_trajectory else out
 
     def upscale(self, low: torch.Tensor, *, steps: int | None = None, sampler: str | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, project: bool | None = None) -> torch.Tensor:
         """:meth:`course_utils.sr.SRModel.upscale` (validation, grey/RGB, device and dtype, eval mode, [0, 1]) with
-        SR3's options: ``steps`` (default ``self.steps``) and ``sampler`` (default ``self.sampler``)."""
+        SR3's options: ``steps`` (default ``self.steps``), ``sampler`` (default ``self.sampler``) and ``project``
+        (default ``self.project``)."""
         self._options = {"steps": self._check_steps(self.steps if steps is None else steps),
-                         "sampler": self._check_sampler(self.sampler if sampler is None else sampler)}
+                         "sampler": self._check_sampler(self.sampler if sampler is None else sampler),
+                         "project": self.project if project is None else bool(project)}
         try:
             return super().upscale(low, generator=generator)
         finally:
@@ -246,8 +261,8 @@ class SR3(_SR3Base):
 
     def _upscale(self, low, generator):
         self._check_low(low)
-        options = self._options or {"steps": self.steps, "sampler": self.sampler}
-        return self._sample(low, options["steps"], options["sampler"], generator)
+        options = self._options or {"steps": self.steps, "sampler": self.sampler, "project": self.project}
+        return self._sample(low, options["steps"], options["sampler"], generator, project=options["project"])
 
     @property
     def config(self) -> dict:
@@ -257,7 +272,7 @@ class SR3(_SR3Base):
                              "it cannot be rebuilt from a configuration; build it with Schedule.linear or .cosine")
         return dict(unet=dict(self.unet.config), schedule=dict(self.schedule.config), target=self.target,
                     residual_scale=self.residual_scale, steps=self.steps, sampler=self.sampler,
-                    variance=self.variance, clip=self.clip, zero_mean_noise=self.zero_mean_noise)
+                    variance=self.variance, clip=self.clip, zero_mean_noise=self.zero_mean_noise, project=self.project)
 
 
 class SR3Regression(_SR3Base):
@@ -284,7 +299,7 @@ class SR3Regression(_SR3Base):
 def _build_sr3(scale: int = 4, *, unet: dict | None = None, schedule: dict | None = None, **options) -> SR3:
     """Builder of ``"sr3"``: ``unet`` = :class:`UNet` arguments, ``schedule`` = :meth:`Schedule.from_config`
     arguments, ``options`` = :class:`SR3`'s (target, residual_scale, steps, sampler, variance, clip)."""
-    allowed = {"target", "residual_scale", "steps", "sampler", "variance", "clip", "zero_mean_noise"}
+    allowed = {"target", "residual_scale", "steps", "sampler", "variance", "clip", "zero_mean_noise", "project"}
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ValueError(f"unknown sr3 configuration key(s) {unknown}; valid: {sorted(allowed | {'unet', 'schedule'})}")
@@ -523,11 +538,13 @@ def trainer(name: str, scale: int, recipe: dict, load_images, generator: torch.G
 # evaluation: several samples per image
 
 def evaluate_samples(model: SRModel, image: torch.Tensor, *, steps: int | None = None, samples: int = 4,
-                     generator: torch.Generator | None = None, sampler: str | None = "ancestral") -> dict:
+                     generator: torch.Generator | None = None, sampler: str | None = "ancestral",
+                     project: bool | None = None) -> dict:
     """Evaluate a stochastic SR model on one high-res ``image`` (C, H, W) with the SR protocol (modcrop, bicubic
     low-res, Y channel, border = scale) from ``samples`` samples (``steps``/``sampler`` go to :meth:`SR3.upscale`,
     None = the model's default; other models are called with ``generator`` only). What ``python -m
-    course_utils.evaluate sr --samples K --steps N`` reports per image. Returns:
+    course_utils.evaluate sr --samples K --steps N`` reports per image (``project``: :meth:`SR3.upscale`'s, None =
+    the model's default). Returns:
 
     * ``psnr``, ``ssim``: of the mean of the samples (an estimate of the conditional mean, as a regression gives);
     * ``psnr_single``, ``ssim_single``: mean over single samples (what one SR3 output scores);
@@ -536,9 +553,10 @@ def evaluate_samples(model: SRModel, image: torch.Tensor, *, steps: int | None =
     * ``spread``: the per-pixel standard deviation across samples, averaged over pixels and channels ([0, 1]
       units; 0 = the samples agree everywhere); ``hf``: mean over samples of the high-frequency ratio to the truth
       (:func:`course_utils.metrics.sr_high_frequency_ratio`; 1 = as much detail as the truth), ``hf_of_mean``;
-    * ``seconds``: mean seconds per sample, ``samples``, ``steps``, ``sampler``.
+      ``lattice`` / ``lattice_truth``: :func:`course_utils.metrics.sr_lattice_share` of the samples (mean) / truth;
+    * ``seconds``: mean seconds per sample, ``samples``, ``steps``, ``sampler``, ``project``.
     """
-    from .metrics import sr_high_frequency_ratio, sr_psnr, sr_ssim
+    from .metrics import sr_high_frequency_ratio, sr_lattice_share, sr_psnr, sr_ssim
 
     if not isinstance(model, SRModel):
         raise TypeError(f"model must be a course_utils.sr.SRModel, got {type(model).__name__}")
@@ -548,7 +566,8 @@ def evaluate_samples(model: SRModel, image: torch.Tensor, *, steps: int | None =
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if isinstance(model, SR3):
         steps = model._check_steps(model.steps if steps is None else steps)
-        options = {"steps": steps, "sampler": model._check_sampler(model.sampler if sampler is None else sampler)}
+        options = {"steps": steps, "sampler": model._check_sampler(model.sampler if sampler is None else sampler),
+                   "project": model.project if project is None else bool(project)}
     else:
         options = {}
     if model.channels == 3 and image.shape[0] == 1:
@@ -562,13 +581,15 @@ def evaluate_samples(model: SRModel, image: torch.Tensor, *, steps: int | None =
         seconds.append(time.perf_counter() - start)
     stack = torch.stack(outputs)                                                # (K, C, H, W)
     mean = stack.mean(0)
-    single = [(sr_psnr(o, high, s), sr_ssim(o, high, s), consistency(o, low, s), sr_high_frequency_ratio(o, high, s))
-              for o in outputs]
+    single = [(sr_psnr(o, high, s), sr_ssim(o, high, s), consistency(o, low, s), sr_high_frequency_ratio(o, high, s),
+               sr_lattice_share(o, s)) for o in outputs]
     avg = lambda i: sum(row[i] for row in single) / len(single)                 # noqa: E731
     return {"psnr": sr_psnr(mean, high, s), "ssim": sr_ssim(mean, high, s),
             "psnr_single": avg(0), "ssim_single": avg(1), "consistency": avg(2),
             "consistency_of_mean": consistency(mean, low, s),
             "spread": float(stack.double().std(0, unbiased=False).mean()) if samples > 1 else 0.0,
             "hf": avg(3), "hf_of_mean": sr_high_frequency_ratio(mean, high, s),
+            "lattice": avg(4), "lattice_truth": sr_lattice_share(high, s),
             "seconds": sum(seconds) / len(seconds), "samples": samples,
-            "steps": options.get("steps"), "sampler": options.get("sampler")}
+            "steps": options.get("steps"), "sampler": options.get("sampler"),
+            "project": options.get("project")}

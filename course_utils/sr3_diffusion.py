@@ -253,31 +253,36 @@ def _clip(y0: torch.Tensor, clip) -> torch.Tensor:
 
 
 def p_sample(eps: torch.Tensor, y_t: torch.Tensor, gamma: float, gamma_prev: float, noise: torch.Tensor | None,
-             *, clip=True, variance: str = "posterior") -> torch.Tensor:
+             *, clip=True, variance: str = "posterior", correct=None) -> torch.Tensor:
     """One ancestral reverse step y_t -> y_{t-1} ~ N(mu, sigma^2 I), given the network's ``eps`` prediction:
 
-        y0_hat = (y_t - sqrt(1 - gamma_t) eps) / sqrt(gamma_t)     clipped (``clip``)
+        y0_hat = (y_t - sqrt(1 - gamma_t) eps) / sqrt(gamma_t)     clipped (``clip``), then ``correct``-ed
         y_{t-1} = posterior_mean(y0_hat, y_t) + sigma_t z,         sigma_t^2 = posterior_variance(...)
 
     ``gamma``, ``gamma_prev``: gamma_t and gamma_{t-1} of the schedule being sampled (gamma_prev = 1 at the last
     step, where no noise is added); ``noise`` z: (B, C, H, W) standard normal (ignored at the last step);
     ``clip``: True = clip y0_hat to [-1, 1] (the image's range, DDPM's ``clip_denoised``), False = no clipping, or
-    per-pixel (low, high) bounds."""
+    per-pixel (low, high) bounds; ``correct``: None, or a function y0_hat -> y0_hat applied after clipping (e.g.
+    the projection onto the images consistent with the input, :meth:`course_utils.sr3.SR3.consistent`)."""
     y0 = _clip(predict_y0(y_t, eps, math.sqrt(gamma)), clip)
+    if correct is not None:
+        y0 = correct(y0)
     mean = posterior_mean(y0, y_t, gamma, gamma_prev)
     if gamma_prev >= 1 or noise is None:
         return mean
     return mean + math.sqrt(posterior_variance(gamma, gamma_prev, variance)) * noise
 
 
-def ddim_step(eps: torch.Tensor, y_t: torch.Tensor, gamma: float, gamma_prev: float, *, clip=True
-              ) -> torch.Tensor:
+def ddim_step(eps: torch.Tensor, y_t: torch.Tensor, gamma: float, gamma_prev: float, *, clip=True,
+              correct=None) -> torch.Tensor:
     """One deterministic DDIM step (Song et al. 2021, eta = 0): move y0_hat to the noise level of t-1 along the
     *same* predicted noise, y_{t-1} = sqrt(gamma_{t-1}) y0_hat + sqrt(1 - gamma_{t-1}) eps_hat (eps_hat recomputed
-    from the clipped y0_hat; ``clip`` as in :func:`p_sample`). The same trained model, no fresh noise: one
-    low-res input -> one output per start."""
+    from the clipped, ``correct``-ed y0_hat; ``clip`` and ``correct`` as in :func:`p_sample`). The same trained
+    model, no fresh noise: one low-res input -> one output per start."""
     y0 = predict_y0(y_t, eps, math.sqrt(gamma))
-    if clip is not False and clip is not None:
+    if (clip is not False and clip is not None) or correct is not None:
         y0 = _clip(y0, clip)
+        if correct is not None:
+            y0 = correct(y0)
         eps = (y_t - math.sqrt(gamma) * y0) / math.sqrt(1 - gamma)
     return math.sqrt(gamma_prev) * y0 + math.sqrt(1 - gamma_prev) * eps

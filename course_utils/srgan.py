@@ -127,7 +127,9 @@ class Discriminator(nn.Module):
     8c (c = 64 in the paper), stride 2 on every second one, BatchNorm on all but the first, LeakyReLU(0.2); then
     dense 1024 - LeakyReLU - dense 1. An adaptive average pool to 6x6 in front of the dense head keeps the paper's
     head for 96 px inputs (where it is the identity) and accepts other patch sizes.
-    (B, C, H, W) high-res images in [0, 1] -> (B,) logits (D(x) = sigmoid(logit) = probability "real")."""
+
+    (B, C, H, W) high-res images in [0, 1] -> (B,) logits (D(x) = sigmoid(logit) = probability "real");
+    ``features(x)`` -> the 8 activation maps after each LeakyReLU (what a feature-matching loss compares)."""
 
     def __init__(self, image_channels: int = 1, channels: int = 64):
         super().__init__()
@@ -135,23 +137,58 @@ class Discriminator(nn.Module):
             raise ValueError(f"image_channels must be 1 (Y) or 3 (RGB), got {image_channels!r}")
         c = check_positive_int(channels, "channels")
         widths = [c, c, 2 * c, 2 * c, 4 * c, 4 * c, 8 * c, 8 * c]
-        layers, previous = [], image_channels
+        self.layers, previous = nn.ModuleList(), image_channels
         for i, width in enumerate(widths):
-            layers.append(nn.Conv2d(previous, width, 3, stride=1 + i % 2, padding=1))
+            layer = [nn.Conv2d(previous, width, 3, stride=1 + i % 2, padding=1)]
             if i > 0:
-                layers.append(nn.BatchNorm2d(width))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
+                layer.append(nn.BatchNorm2d(width))
+            layer.append(nn.LeakyReLU(0.2, inplace=True))
+            self.layers.append(nn.Sequential(*layer))
             previous = width
-        self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(6), nn.Flatten(), nn.Linear(8 * c * 36, 1024),
                                   nn.LeakyReLU(0.2, inplace=True), nn.Linear(1024, 1))
         self.image_channels = image_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check(self, x):
         if x.dim() != 4 or x.shape[1] != self.image_channels:
             raise ValueError(f"x must have {self.image_channels} channel{'s' if self.image_channels > 1 else ''}, "
                              f"shape (B, {self.image_channels}, H, W), got shape {tuple(x.shape)}")
-        return self.head(self.features(x))[:, 0]
+
+    def features(self, x: torch.Tensor) -> list:
+        """The activation maps after each of the 8 convolution blocks, (B, c_k, H_k, W_k) each."""
+        self._check(x)
+        maps = []
+        for layer in self.layers:
+            x = layer(x)
+            maps.append(x)
+        return maps
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        maps = self.features(x)
+        logits = self.head(maps[-1])[:, 0]
+        return (logits, maps) if return_features else logits
+
+
+def feature_matching_loss(fake_maps: list, real_maps: list) -> torch.Tensor:
+    """Feature matching (Salimans et al. 2016; as a content loss: pix2pixHD, Wang et al. 2018): the mean over D's
+    layers k of MSE(D_k(G(y)), D_k(x)), the real features detached. A content loss on features the GAN trains
+    itself: like VGG54, it compares what D has learnt to tell apart (edges, texture statistics) instead of pixels,
+    and D keeps it up to date as G improves. Lists of (B, c_k, H_k, W_k) maps -> scalar."""
+    if len(fake_maps) != len(real_maps):
+        raise ValueError(f"fake_maps and real_maps must have the same length, got {len(fake_maps)} and "
+                         f"{len(real_maps)}")
+    return sum(F.mse_loss(f, r.detach()) for f, r in zip(fake_maps, real_maps)) / len(fake_maps)
+
+
+def random_phase(images: torch.Tensor, period: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The same random crop of every image in the batch, shifted by (dy, dx) in [0, period) and ``period - 1``
+    pixels smaller each way: D then sees G's grid at a random phase at every step, so nothing D does can push G
+    towards one phase of its sub-pixel grid (the period-``period`` lattice). (B, C, H, W) -> (B, C, H - p + 1,
+    W - p + 1)."""
+    period = check_positive_int(period, "period")
+    dy, dx = (int(v) for v in torch.randint(period, (2,), generator=generator))
+    h, w = images.shape[-2] - period + 1, images.shape[-1] - period + 1
+    return images[..., dy:dy + h, dx:dx + w]
 
 
 #: torchvision's ``vgg19().features`` layout: numbers = conv output channels, "M" = 2x2 max-pooling.
@@ -370,55 +407,66 @@ def perceptual_loss(output, target, content: ContentLoss, fake_logits=None, adve
 
 def gan_step(generator: nn.Module, discriminator: Discriminator, content: ContentLoss,
              optimizer_g: torch.optim.Optimizer, optimizer_d: torch.optim.Optimizer, low: torch.Tensor,
-             high: torch.Tensor, *, adversarial_weight: float = 1e-3, bf16: bool = False) -> dict:
+             high: torch.Tensor, *, adversarial_weight: float = 1e-3, feature_weight: float = 0.0,
+             phase: int = 0, generator_rng: torch.Generator | None = None, bf16: bool = False) -> dict:
     """One SRGAN step (Ledig et al. 2017, eq. 1-3) on a batch of (low, high) patches:
 
         D step:  minimise  -log D(x) - log(1 - D(G(y)))          (:func:`discriminator_loss`; G(y) detached)
         G step:  minimise  l_content(G(y), x) + w * -log D(G(y))  (:func:`perceptual_loss`, w = adversarial_weight)
+                           [+ feature_weight * feature_matching(D(G(y)), D(x))]
 
     D judges the same generated batch again after its own update. D always sees real and generated patches in
     ONE batch (``cat([x, G(y)])``): its BatchNorm layers then normalise both with the same statistics. Judged in
     separate batches, each batch is normalised on its own, which hides the very difference D must find (measured:
-    D(x) and D(G(y)) both stayed at 0.50 for 200 steps even at lr 1e-3). ``bf16`` runs the networks under bfloat16
-    autocast. Returns detached scalars ``{"loss", "content", "adversarial", "discriminator", "d_real", "d_fake"}``
-    (d_real / d_fake = mean D(x) / D(G(y)) in [0, 1])."""
+    D(x) and D(G(y)) both stayed at 0.50 for 200 steps even at lr 1e-3). Options beyond the paper:
+    ``feature_weight`` > 0 adds :func:`feature_matching_loss` on D's layers to G's loss; ``phase`` = p > 1 shows
+    D a :func:`random_phase` crop (the same for real and generated patches, drawn from ``generator_rng``).
+    ``bf16`` runs the networks under bfloat16 autocast. Returns detached scalars ``{"loss", "content",
+    "adversarial", "features", "discriminator", "d_real", "d_fake"}`` (d_real / d_fake = mean D(x) / D(G(y)))."""
     autocast = lambda: torch.autocast(low.device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+    crop = (lambda x: random_phase(x, phase, generator_rng)) if phase > 1 else (lambda x: x)  # noqa: E731
     with autocast():
         fake = generator(low)
     fake = fake.float()
     b = high.shape[0]
+    pair = crop(torch.cat([high, fake]))                                     # (2B, C, H', W'): one phase for both
     # discriminator step: real patches -> 1, generated -> 0 (one batch of 2B: shared BatchNorm statistics)
     optimizer_d.zero_grad(set_to_none=True)
     with autocast():
-        logits = discriminator(torch.cat([high, fake.detach()])).float()     # (2B,)
+        logits = discriminator(pair.detach()).float()                         # (2B,)
     real_logits, fake_logits = logits[:b], logits[b:]
     d_loss = discriminator_loss(real_logits, fake_logits)
     d_loss.backward()
     optimizer_d.step()
-    # generator step: content + adversarial
+    # generator step: content + adversarial (+ feature matching)
     optimizer_g.zero_grad(set_to_none=True)
     with autocast():
-        judged = discriminator(torch.cat([high, fake])).float()[b:]         # D(G(y)), judged beside real patches
-        total, l_content, l_adv = perceptual_loss(fake, high, content, judged, adversarial_weight)
-    total = total.float()
+        judged, maps = discriminator(pair, return_features=True)              # D(G(y)), judged beside real patches
+        total, l_content, l_adv = perceptual_loss(fake, high, content, judged.float()[b:], adversarial_weight)
+        l_features = (feature_matching_loss([m[b:] for m in maps], [m[:b] for m in maps]) if feature_weight
+                      else torch.zeros((), device=low.device))
+    total = (total + feature_weight * l_features).float()
     total.backward()
     optimizer_g.step()
-    values = {"loss": total, "content": l_content, "adversarial": l_adv, "discriminator": d_loss,
-              "d_real": torch.sigmoid(real_logits).mean(), "d_fake": torch.sigmoid(fake_logits).mean()}
+    values = {"loss": total, "content": l_content, "adversarial": l_adv, "features": l_features,
+              "discriminator": d_loss, "d_real": torch.sigmoid(real_logits).mean(),
+              "d_fake": torch.sigmoid(fake_logits).mean()}
     return {k: v.detach().float() for k, v in values.items()}
 
 
-GAN_KEYS = ("loss", "content", "adversarial", "discriminator", "d_real", "d_fake")
+GAN_KEYS = ("loss", "content", "adversarial", "features", "discriminator", "d_real", "d_fake")
 
 
 def train_gan_steps(generator: nn.Module, discriminator: Discriminator, content: ContentLoss, sampler: PatchSampler,
                     optimizer_g: torch.optim.Optimizer, optimizer_d: torch.optim.Optimizer, steps: int, *,
                     batch: int = 16, adversarial_weight: float = 1e-3, generator_rng: torch.Generator,
                     history: dict | None = None, start: int = 0, log_every: int = 10, progress: bool = True,
-                    callback=None, bf16: bool = False, lr_at=None) -> dict:
-    """Run ``steps`` :func:`gan_step` s on ``sampler``'s patches (drawn with ``generator_rng``). Returns the history
-    ``{"step", "loss", "content", "adversarial", "discriminator", "d_real", "d_fake", "seconds"}`` (means over each
-    ``log_every`` steps), extending ``history`` when resuming. ``callback(step, history)`` is called after each log
+                    callback=None, bf16: bool = False, lr_at=None, feature_weight: float = 0.0,
+                    phase: int = 0) -> dict:
+    """Run ``steps`` :func:`gan_step` s on ``sampler``'s patches (drawn with ``generator_rng``; ``feature_weight``
+    and ``phase`` as there). Returns the history ``{"step", "loss", "content", "adversarial", "features",
+    "discriminator", "d_real", "d_fake", "seconds"}`` (means over each ``log_every`` steps), extending ``history``
+    when resuming. ``callback(step, history)`` is called after each log
     (live plots in widgets); ``lr_at(step)`` sets both optimisers' learning rate before each step."""
     from tqdm.auto import tqdm
 
@@ -426,6 +474,8 @@ def train_gan_steps(generator: nn.Module, discriminator: Discriminator, content:
     batch = check_positive_int(batch, "batch")
     adversarial_weight = check_number(adversarial_weight, "adversarial_weight", minimum=0)
     history = history if history is not None else {"step": [], **{k: [] for k in GAN_KEYS}, "seconds": []}
+    for k in GAN_KEYS:
+        history.setdefault(k, [0.0] * len(history["step"]))                 # a history from before a key existed
     dev = next(generator.parameters()).device
     generator.train()
     discriminator.train()
@@ -438,7 +488,8 @@ def train_gan_steps(generator: nn.Module, discriminator: Discriminator, content:
             for group in (*optimizer_g.param_groups, *optimizer_d.param_groups):
                 group["lr"] = lr_at(step)
         values = gan_step(generator, discriminator, content, optimizer_g, optimizer_d, low.to(dev), high.to(dev),
-                          adversarial_weight=adversarial_weight, bf16=bf16)
+                          adversarial_weight=adversarial_weight, feature_weight=feature_weight, phase=phase,
+                          generator_rng=generator_rng, bf16=bf16)
         for k, v in values.items():
             running[k] += float(v)
         count += 1
@@ -467,7 +518,7 @@ RECIPES = {
     # steps; model card). The paper's SRGAN-VGG54 with the ImageNet VGG19:
     # --set content='"vgg54"' vgg='"imagenet"' --download
     "srgan": dict(COMMON, patch_hr=64, batch=8, lr=1e-4, content="mse", vgg="random", adversarial_weight=1e-3,
-                  discriminator=dict(channels=32), init="srresnet", steps=3000),
+                  feature_weight=0.0, phase=0, discriminator=dict(channels=32), init="srresnet", steps=3000),
 }
 
 
@@ -526,7 +577,8 @@ class GANTrainer(Trainer):
         return train_gan_steps(self.model, self.discriminator, self.content, self.sampler, self.optimizer,
                                self.optimizer_d, steps, batch=r["batch"], adversarial_weight=r["adversarial_weight"],
                                generator_rng=self.generator, history=history, start=start, progress=progress,
-                               bf16=r.get("bf16", False), lr_at=lambda s: learning_rate(r, s))
+                               bf16=r.get("bf16", False), lr_at=lambda s: learning_rate(r, s),
+                               feature_weight=r.get("feature_weight", 0.0), phase=r.get("phase", 0))
 
     def state_dict(self):
         return {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),

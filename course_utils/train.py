@@ -67,12 +67,12 @@ def _save(obj, path: Path) -> None:
 
 
 def load_training_images(directory, min_size: int) -> tuple[list, list]:
-    """Every image under ``directory`` (recursively) whose sides are at least ``min_size`` -> (images, skipped
-    messages). Unreadable files are skipped with a warning; a missing or empty folder, or one with no image large
+    """Every image under ``directory`` (recursively) whose sides are at least ``min_size``, except the held-out
+    split (:data:`course_utils.images.HELD_OUT`) -> (images, skipped messages). Unreadable files are skipped with a warning; a missing or empty folder, or one with no image large
     enough, is refused with a one-line error naming the folder and the size needed."""
     import warnings
 
-    from .images import load_folder
+    from .images import is_held_out, load_folder
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -80,6 +80,10 @@ def load_training_images(directory, min_size: int) -> tuple[list, list]:
     skipped = [str(w.message) for w in caught if str(w.message).startswith("skipping")]
     for message in skipped:
         print(f"warning: {message}", file=sys.stderr)
+    held_out = [name for name, _ in loaded if is_held_out(name)]
+    if held_out:      # never trained on: evaluate sr --held-out reports on them
+        skipped.append(f"{len(held_out)} held-out image(s) (course_utils.images.HELD_OUT) not used for training")
+        loaded = [(name, image) for name, image in loaded if not is_held_out(name)]
     images = [image for _, image in loaded if min(image.shape[-2:]) >= min_size]
     small = len(loaded) - len(images)
     if small:

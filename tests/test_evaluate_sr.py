@@ -73,3 +73,26 @@ def test_srresnet_and_srgan_evaluate_with_the_high_frequency_column(folder, tmp_
     assert saved["method"] == model and [r["name"] for r in saved["images"]] == ["color", "gray"]
     assert all(r["hf"] > 0 and 10 < r["psnr"] < 60 for r in saved["images"])
     assert saved["mean"]["hf"] == pytest.approx(np.mean([r["hf"] for r in saved["images"]]))
+
+
+def test_held_out_images_are_never_trained_on_and_evaluated_on_request(rgb, tmp_path, capsys):
+    from course_utils import train
+    (tmp_path / "BSD200").mkdir()
+    images.save_image(rgb, tmp_path / "BSD200" / f"{images.HELD_OUT[0]}.png")     # a held-out name
+    images.save_image(rgb.flip(-1), tmp_path / "BSD200" / "99999.png")           # a training image
+    found, skipped = train.load_training_images(tmp_path, 16)
+    assert len(found) == 1 and torch_equal(found[0], rgb.flip(-1)) and "held-out" in " ".join(skipped)
+    evaluate.main(["sr", "--model", "bicubic", "--scale", "4", "--images", str(tmp_path), "--held-out",
+                   "--crop", "40", "--json", str(tmp_path / "h.json")])
+    saved = json.loads((tmp_path / "h.json").read_text())
+    assert [r["name"] for r in saved["images"]] == [f"BSD200/{images.HELD_OUT[0]}"] and saved["held_out"]
+    assert saved["crop"] == 40 and 0 <= saved["mean"]["lattice"] <= 1 and "lattice_truth" in saved["mean"]
+    with pytest.raises(SystemExit, match="--crop must be at least"):
+        evaluate.main(["sr", "--model", "bicubic", "--scale", "4", "--images", str(tmp_path), "--crop", "8"])
+    (tmp_path / "BSD200" / f"{images.HELD_OUT[0]}.png").unlink()
+    with pytest.raises(SystemExit, match="no held-out image"):
+        evaluate.main(["sr", "--model", "bicubic", "--scale", "4", "--images", str(tmp_path), "--held-out"])
+
+
+def torch_equal(a, b):
+    return bool((a - b).abs().max() < 1 / 255)

@@ -160,3 +160,29 @@ def test_grid_amplitude_measures_the_size_of_a_periodic_error_in_grey_levels():
         metrics.grid_amplitude(reference, reference, 1)
     with pytest.raises(ValueError, match="too small"):
         metrics.grid_amplitude(reference[..., :8, :8], reference[..., :8, :8], 4)
+
+
+def test_lattice_share_finds_a_grid_and_not_natural_detail():
+    photo = images.center_crop(images.load_skimage("astronaut"), 128)
+    natural = metrics.lattice_share(photo, 4)
+    assert natural < 0.01                                                     # chance level ~ 15 / 16,000 bins
+    dots = torch.zeros(1, 128, 128)
+    dots[:, ::4, ::4] = 0.05                                                  # a faint sub-pixel dot lattice
+    assert metrics.lattice_share((photo + dots).clamp(0, 1), 4) > 3 * natural
+    noise = (photo + 0.05 * torch.randn(photo.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert metrics.lattice_share(noise, 4) < 0.01                             # noise is detail, not a lattice
+    assert metrics.sr_lattice_share(photo, 4) == pytest.approx(metrics.lattice_share(photo[:, 4:-4, 4:-4], 4))
+    with pytest.raises(ValueError, match="too small"):
+        metrics.lattice_share(photo[:, :12, :12], 4)
+
+
+def test_fool_rate_tells_blur_from_truth_and_ties_are_half():
+    photo = images.load_skimage("astronaut")
+    high = torch.stack([photo[:, y:y + 32, x:x + 32] for y in range(100, 420, 40) for x in range(100, 420, 40)])
+    blurred = ops.Upsample(4)(ops.Downsample(4)(high))
+    assert metrics.fool_rate(high, high, steps=20) == pytest.approx(0.5)      # identical pairs: every call a tie
+    assert metrics.fool_rate(high, blurred, steps=150) < 0.25                 # bicubic is easy to spot
+    with pytest.raises(ValueError, match="at least 4 pairs"):
+        metrics.fool_rate(high[:3], high[:3])
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.fool_rate(high, blurred[:, :, :16])

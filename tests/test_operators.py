@@ -185,3 +185,17 @@ def test_operator_properties(name):
         op(torch.full((3, 24, 24), float("nan")))
     with pytest.raises(ValueError, match=r"x values must lie in \[0, 1\]"):
         op(x * 3)
+
+
+def test_downsample_projection_is_the_nearest_consistent_image():
+    gen = torch.Generator().manual_seed(0)
+    A = ops.Downsample(4, clamp=False)
+    x, low = torch.rand(2, 3, 32, 24, generator=gen), torch.rand(2, 3, 8, 6, generator=gen)
+    p = A.project(x, low)
+    assert torch.allclose(A.forward(p, None), low, atol=1e-5)                # explains the input exactly
+    assert torch.allclose(A.project(p, low), p, atol=1e-5)                   # a projection: idempotent
+    consistent = A.project(torch.rand(2, 3, 32, 24, generator=gen), low)    # any other consistent image is farther
+    assert (p - x).norm() < (consistent - x).norm()
+    assert torch.allclose(A.project(x, A.forward(x, None)), x, atol=1e-5)    # already consistent: unchanged
+    with pytest.raises(ValueError, match="low must be 8x6"):
+        A.project(x, low[..., :5])

@@ -420,7 +420,7 @@ def test_registry_and_recipes():
     assert config["schedule"] == dict(kind="linear", T=2000, start=1e-6, end=1e-2)
     assert sr.build_model("sr3", 4, **config).config == {**config, "unet": sr3.UNet(**r["model"]).config,
                                                           "variance": "posterior", "clip": True,
-                                                          "zero_mean_noise": True}
+                                                          "zero_mean_noise": True, "project": False}
 
 
 def test_train_resume_and_load_checkpoint(tmp_path, tiny_images, capsys):
@@ -592,3 +592,21 @@ def test_clip_bound_follows_the_residual_scale():
     assert sr3.SR3(unet, sched, target="image").clip_bound == 1.0
     assert sr3.SR3(unet, sched, target="residual", residual_scale=0.5).clip_bound == 1.0
     assert sr3.SR3(unet, sched, target="residual", residual_scale=0.1).clip_bound == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
+def test_projected_sampling_explains_the_input(sampler):
+    model = _randomise_output(_tiny_sr3("residual"))
+    low = torch.rand(1, 3, 6, 5, generator=_gen(0)) * 0.6 + 0.2
+    plain = model.upscale(low, sampler=sampler, generator=_gen(1))
+    projected = model.upscale(low, sampler=sampler, generator=_gen(1), project=True)
+    assert sr.consistency(projected, low, 4) < 1e-2 * sr.consistency(plain, low, 4)   # upscale clamps to [0, 1]
+    exact = model.sample(low, sampler=sampler, generator=_gen(1), project=True)        # unclamped: exact
+    assert torch.allclose(ops.Downsample(4, clamp=False).forward(exact, None), low, atol=1e-5)
+    assert model.project is False and model.config["project"] is False       # the paper's sampler by default
+    rebuilt = sr.build_model("sr3", 4, **{**model.config, "project": True})
+    rebuilt.load_state_dict(model.state_dict())
+    assert torch.equal(rebuilt.upscale(low, sampler=sampler, generator=_gen(1)), projected)
+    row = sr3.evaluate_samples(model, torch.rand(3, 32, 28, generator=_gen(2)), samples=2, generator=_gen(3),
+                               project=True)
+    assert row["project"] is True and row["consistency"] < 1e-4 and 0 <= row["lattice"] <= 1

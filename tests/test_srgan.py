@@ -60,15 +60,16 @@ def test_srgan_is_an_srresnet_and_super_resolve_handles_rgb_models(rgb):
     assert sr.super_resolve(model, rgb[:, :16, :16]).shape == (3, 32, 32)
     assert sr.super_resolve(model, images.rgb_to_y(rgb)[:, :16, :16]).shape == (1, 32, 32)
     result = sr.evaluate_image(model, rgb)
-    assert set(result) == {"psnr", "ssim", "hf", "detail", "grid", "consistency", "ms"} and math.isfinite(result["psnr"])
+    assert set(result) == {"psnr", "ssim", "hf", "detail", "grid", "lattice", "lattice_truth", "consistency",
+                           "ms"} and math.isfinite(result["psnr"])
 
 
 def test_discriminator_follows_the_paper():
     d = srgan.Discriminator(3)
-    convs = [m for m in d.features if isinstance(m, torch.nn.Conv2d)]
+    convs = [m for m in d.layers.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [m.out_channels for m in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
     assert [m.stride[0] for m in convs] == [1, 2] * 4
-    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in d.features) == 7       # none after the first conv
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in d.layers.modules()) == 7   # none after the first conv
     assert all(m.negative_slope == 0.2 for m in d.modules() if isinstance(m, torch.nn.LeakyReLU))
     assert [m.out_features for m in d.head if isinstance(m, torch.nn.Linear)] == [1024, 1]
     small = srgan.Discriminator(1, channels=8)
@@ -76,6 +77,23 @@ def test_discriminator_follows_the_paper():
     assert small(torch.rand(2, 1, 64, 64)).shape == (2,)                          # other patch sizes work too
     with pytest.raises(ValueError, match="x must have 1 channel"):
         small(torch.rand(2, 3, 64, 64))
+
+
+def test_feature_matching_and_random_phase():
+    a, b = [torch.ones(2, 3, 4, 4), torch.zeros(2, 5, 2, 2)], [torch.zeros(2, 3, 4, 4), torch.zeros(2, 5, 2, 2)]
+    assert float(srgan.feature_matching_loss(a, b)) == pytest.approx(0.5)       # mean over layers of the MSE
+    with pytest.raises(ValueError, match="same length"):
+        srgan.feature_matching_loss(a, b[:1])
+    x = torch.arange(2 * 10 * 10.).reshape(2, 1, 10, 10)
+    shifts = set()
+    for seed in range(20):
+        crop = srgan.random_phase(x, 4, torch.Generator().manual_seed(seed))
+        assert crop.shape == (2, 1, 7, 7)
+        shifts.add(int(crop[0, 0, 0, 0]))
+    assert len(shifts) > 8                                                        # many of the 16 phases
+    d = srgan.Discriminator(1, channels=4)
+    logits, maps = d(torch.rand(2, 1, 32, 32), return_features=True)
+    assert logits.shape == (2,) and len(maps) == 8 and maps[-1].shape == (2, 32, 2, 2)
 
 
 def test_vgg19_layout_matches_torchvision():
@@ -166,7 +184,8 @@ def test_gan_steps_update_both_networks_and_log():
                                  3, batch=2, generator_rng=torch.Generator().manual_seed(0), log_every=2,
                                  progress=False, callback=lambda step, h: seen.append(step))
     assert history["step"] == [2, 3] and seen == [2, 3]
-    assert set(history) == {"step", "loss", "content", "adversarial", "discriminator", "d_real", "d_fake", "seconds"}
+    assert set(history) == {"step", "loss", "content", "adversarial", "features", "discriminator", "d_real",
+                            "d_fake", "seconds"}
     assert all(0 <= v <= 1 for v in history["d_real"] + history["d_fake"])
     assert any(not torch.equal(a, b) for a, b in zip(before_g, gen_net.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(before_d, disc.parameters()))
