@@ -17,15 +17,21 @@ and plausible, and *invented* - it inherits whatever G learned, including the co
   w_l = LeakyReLU_0.2(v_l * sigma + mu);
 * the noise maps of the first ``noise_layers`` layers are optimised too, each on its own sphere (radius
   sqrt(number of pixels)); the others stay fixed random draws;
-* loss = 100 * L2 + 0.05 * GEOCROSS(v) (:func:`geocross`: mean squared geodesic distance between the layer
-  latents, which keeps them close, i.e. near a single-w image);
-* Adam (lr 0.4) with the ``linear1cycledrop`` schedule (:func:`lr_factor`), stop as soon as L2 <= eps, return the
-  best iterate (not the last); several restarts from new random latents (:func:`search`).
+* loss = 100 * max(L2, eps) + 0.05 * GEOCROSS(w) (:func:`geocross`, on the mapped w as in the authors'
+  ``loss.py``: the mean over all L^2 ordered layer pairs of d theta_ij^2, divided by 8; it keeps the layer
+  latents close, i.e. near a single-w image). The clamp stops rewarding L2 below eps, so once the image fits the
+  search only lowers GEOCROSS;
+* Adam (lr 0.4) with the ``linear1cycledrop`` schedule (:func:`lr_factor`) for *all* ``steps`` (100), returning
+  the lowest-loss iterate (``stop="best"``, the default). ``stop="first"`` stops at the first iterate with
+  L2 <= eps instead (the course's earlier procedure: faster, and it returns a face before GEOCROSS has acted);
+  restarts from new random latents when the answer misses eps are the course's addition (the authors run one
+  search per output) (:func:`search`; :func:`search_many` runs a batch of inputs together).
 
 :class:`PULSE` wraps the search as a course ``SRModel``. The generators: two small StyleGAN2s the course trains on
 its procedural faces (:mod:`course_utils.faces`; ``python -m course_utils.train pulse-balanced`` / ``pulse-skewed``,
 ``RECIPES``), and the real FFHQ StyleGAN2 for a GPU (:func:`load_stylegan2_ffhq`, opt-in download).
-:func:`evaluate` measures success rate, speed and the bias shift.
+:func:`evaluate` measures success rate, speed, validity (are the answers faces of the world?
+:func:`course_utils.faces.read_attributes`) and the bias shift.
 """
 from __future__ import annotations
 
@@ -64,26 +70,25 @@ def project_to_sphere(x: torch.Tensor, radius: float | None = None, dim=-1) -> t
 
 
 def geocross(latents: torch.Tensor) -> torch.Tensor:
-    """GEOCROSS: the mean squared geodesic (great-circle) distance between the layer latents on the sphere of radius
-    sqrt(d), over all pairs i < j. (..., L, d) -> (...).
+    """GEOCROSS as the authors compute it (``loss.py``): (..., L, d) layer latents -> (...),
 
-        GEOCROSS(v) = mean_{i<j} (sqrt(d) theta_ij)^2,   theta_ij = 2 atan2(|u_i - u_j|, |u_i + u_j|),  u = v/|v|
+        GEOCROSS(x) = (1 / 8) mean_{i, j} d theta_ij^2,   theta_ij = 2 atan2(|x_i - x_j|, |x_i + x_j|),
 
-    (the angle between v_i and v_j, in the numerically stable form the authors use). It is zero when every layer
-    uses the same direction (a single-w image) and grows with their spread. The authors' code evaluates the same
-    angle on the mapped latents w and averages over all L^2 ordered pairs (the zero diagonal included) divided by
-    8, i.e. (L - 1) / (8 L) times this value; we use the plain mean over pairs on the sphere latents."""
+    the mean over all L^2 *ordered* pairs (the zero diagonal included), divided by 8. For vectors of equal length
+    theta_ij is the angle between x_i and x_j (in a numerically stable form) and sqrt(d) theta_ij the geodesic
+    distance on the sphere of radius sqrt(d); GEOCROSS is zero when every layer uses the same latent (a single-w
+    image) and grows with their spread. :func:`search` applies it, like the authors, to the *mapped* latents
+    w = LeakyReLU_0.2(v sigma + mu), whose lengths differ, where theta_ij is the same formula and no longer
+    exactly their angle. The plain mean over the L (L - 1) / 2 pairs i < j is 8 L / (L - 1) times this value
+    (9.1x for the course's L = 8, 8.5x for StyleGAN's 18): the authors' weight 0.05 means this scale."""
     check_tensor(latents, "latents")
     if latents.dim() < 2 or latents.shape[-2] < 2:
         raise ValueError(f"latents must have shape (..., L, d) with L >= 2 layer latents, got {tuple(latents.shape)}")
-    d, L = latents.shape[-1], latents.shape[-2]
-    u = latents / (latents.pow(2).sum(-1, keepdim=True) + 1e-12).sqrt()      # unit directions
-    i, j = torch.triu_indices(L, L, offset=1, device=latents.device)
-    ui, uj = u[..., i, :], u[..., j, :]                                       # (..., pairs, d)
-    chord_minus = ((ui - uj).pow(2).sum(-1) + 1e-12).sqrt()                   # 2 sin(theta / 2)
-    chord_plus = ((ui + uj).pow(2).sum(-1) + 1e-12).sqrt()                    # 2 cos(theta / 2)
-    theta = 2 * torch.atan2(chord_minus, chord_plus)
-    return (d * theta.pow(2)).mean(-1)
+    x, y = latents.unsqueeze(-2), latents.unsqueeze(-3)                      # (..., L, 1, d), (..., 1, L, d)
+    chord_minus = ((x - y).pow(2).sum(-1) + 1e-9).sqrt()                      # 2 sin(theta / 2) |x| on a sphere
+    chord_plus = ((x + y).pow(2).sum(-1) + 1e-9).sqrt()                       # 2 cos(theta / 2) |x|
+    theta = 2 * torch.atan2(chord_minus, chord_plus)                          # (..., L, L)
+    return (latents.shape[-1] * theta.pow(2)).mean((-2, -1)) / 8
 
 
 SCHEDULES = ("linear1cycledrop", "linear1cycle", "fixed")
@@ -112,9 +117,12 @@ def lr_factor(step: int, steps: int, schedule: str = "linear1cycledrop") -> floa
 
 @dataclass
 class Attempt:
-    """One restart of :func:`search`: ``steps`` = iterates evaluated (forward passes; a restart that succeeds at
-    its k-th evaluation made k - 1 Adam steps), ``seconds``, the returned iterate's ``l2``, ``loss`` and
-    ``geocross``, ``success`` (l2 <= eps) and ``best_step`` (the 0-based step of the returned iterate)."""
+    """One restart of :func:`search` for one input: ``steps`` = iterates evaluated (forward passes: ``steps`` with
+    ``stop="best"``; with ``stop="first"`` a restart that reached eps at its k-th evaluation evaluated k),
+    ``seconds`` (the restart's share of its batch's time), the returned iterate's ``l2``, ``loss`` and
+    ``geocross``, ``success`` (its l2 <= eps), ``best_step`` (its 0-based step), ``steps_to_eps`` (the evaluation
+    at which L2 first reached eps, 1-based; None if never) and ``min_l2`` (the lowest L2 of any iterate: the
+    authors call a run successful when it is <= eps)."""
 
     restart: int
     steps: int
@@ -124,18 +132,21 @@ class Attempt:
     geocross: float
     success: bool
     best_step: int
+    steps_to_eps: int | None = None
+    min_l2: float = math.inf
 
 
 @dataclass
 class SearchResult:
     """What :func:`search` returns for one low-res input.
 
-    ``image`` (3, H, W) in [0, 1]: the answer - the best iterate of the first successful restart, or of the restart
-    with the lowest L2 when none succeeded; ``downscaled`` = DS(image) (3, h, w); ``l2``, ``success``;
-    ``latent`` (L, d) sphere latents, ``w`` (L, d) = LeakyReLU_0.2(latent sigma + mu), ``noise`` (the noise maps)
-    of that iterate; ``attempts``: one :class:`Attempt` per restart run; ``images`` (R, 3, H, W): the best
-    iterate of every restart run; ``history``: per step ``restart``, ``step``, ``loss``, ``l2``, ``geocross``,
-    ``lr``, ``norm`` (mean ||v_l|| / sqrt(d), 1 on the sphere)."""
+    ``image`` (3, H, W) in [0, 1]: the answer - the returned iterate of the first successful restart, or of the
+    restart with the lowest L2 when none succeeded (``chosen``: its index in ``attempts``); ``downscaled`` =
+    DS(image) (3, h, w); ``l2``, ``success``; ``latent`` (L, d) sphere latents, ``w`` (L, d) =
+    LeakyReLU_0.2(latent sigma + mu), ``noise`` (the noise maps) of that iterate; ``attempts``: one
+    :class:`Attempt` per restart run; ``images`` (R, 3, H, W): the returned iterate of every restart run;
+    ``history``: per step ``restart``, ``step``, ``loss``, ``l2``, ``geocross``, ``lr``, ``norm`` (mean
+    ||v_l|| / sqrt(d), 1 on the sphere); ``stop``: the rule that chose the iterates ("best" or "first")."""
 
     image: torch.Tensor
     downscaled: torch.Tensor
@@ -148,6 +159,8 @@ class SearchResult:
     images: torch.Tensor
     history: dict = field(default_factory=dict)
     eps: float = 2e-3
+    chosen: int = 0
+    stop: str = "best"
 
     @property
     def restarts_used(self) -> int:
@@ -164,8 +177,9 @@ class SearchResult:
 
     @property
     def steps_to_eps(self) -> int | None:
-        """Steps taken by the successful restart (None when no restart reached eps)."""
-        return next((a.steps for a in self.attempts if a.success), None)
+        """Evaluations until L2 first reached eps in the chosen restart, when it succeeded (None otherwise)."""
+        a = self.attempts[self.chosen]
+        return a.steps_to_eps if a.success else None
 
 
 @contextlib.contextmanager
@@ -206,8 +220,8 @@ def _scale_for(G: StyleGAN2Generator, low: torch.Tensor, name: str = "low") -> i
     return sizes[h]
 
 
-def _initial_state(G, latent, noise, noise_layers, project, generator, dev):
-    """Draw (or check and copy) the starting latents (L, d) and noise maps; project the optimised ones."""
+def _initial_state(G, latent, noise, generator):
+    """Draw (or check and copy) one input's starting latents (L, d) and noise maps [(1, 1, r, r)], on the CPU."""
     L, d = G.n_latent, G.style_dim
     if latent is None:
         latent = torch.randn(L, d, generator=generator)
@@ -216,7 +230,6 @@ def _initial_state(G, latent, noise, noise_layers, project, generator, dev):
         if tuple(latent.shape) != (L, d):
             raise ValueError(f"latent must have shape ({L}, {d}) (one {d}-d latent per style input of G), got "
                              f"{tuple(latent.shape)}")
-    latent = latent.detach().float().to(dev).clone()
     shapes = G.noise_shapes()
     if noise is None:
         noise = [torch.randn(shape, generator=generator) for shape in shapes]
@@ -228,115 +241,227 @@ def _initial_state(G, latent, noise, noise_layers, project, generator, dev):
             check_tensor(n, f"noise[{i}]")
             if tuple(n.shape) != shape:
                 raise ValueError(f"noise[{i}] must have shape {shape}, got {tuple(n.shape)}")
-    noise = [n.detach().float().to(dev).clone() for n in noise]
-    if project:
-        latent = project_to_sphere(latent)
-        noise = [project_to_sphere(n, dim=(1, 2, 3)) if i < noise_layers else n for i, n in enumerate(noise)]
-    return latent, noise
+    return latent.detach().float().cpu(), [n.detach().float().cpu() for n in noise]
 
 
-def search(G: StyleGAN2Generator, low: torch.Tensor, *, eps: float = 2e-3, steps: int = 100, lr: float = 0.4,
-           geocross_weight: float = 0.05, l2_weight: float = 100.0, restarts: int = 1, until_success: bool = True,
-           noise_layers: int = 5, project: bool = True, schedule: str = "linear1cycledrop", latent=None, noise=None,
-           generator: torch.Generator | None = None, callback=None, progress: bool = False) -> SearchResult:
-    """PULSE's search for one low-res image ``low`` (3, h, w) or (1, 3, h, w) in [0, 1] (see the module docstring).
+STOPS = ("best", "first")
+_HISTORY = ("restart", "step", "loss", "l2", "geocross", "lr", "norm")
 
-    Each restart: latents v ~ N(0, I) (L, d) and noise maps drawn from ``generator`` (or the given ``latent`` /
-    ``noise``, first restart only), projected onto their spheres; then up to ``steps`` Adam steps (lr ``lr`` x
-    :func:`lr_factor`) on
 
-        loss = l2_weight * mean((DS(G(w)) - low)^2) + geocross_weight * GEOCROSS(v),  w = LeakyReLU_0.2(v sigma + mu)
+def _run_restart(G, y, v, maps, o: dict, restarts: list, callback, progress: bool) -> tuple[dict, list]:
+    """One restart each (numbered ``restarts``) for a batch of inputs ``y`` (B, 3, h, w) from latents ``v``
+    (B, L, d) and noise maps [(B, 1, r, r)] (on G's device). The inputs are independent: the loss is a sum of per-input terms and Adam
+    acts per entry, so a batch gives each input what a run of its own would. -> (per-input tensors of the
+    returned iterate and bookkeeping, per-step history rows)."""
+    from tqdm.auto import tqdm
 
-    with the first ``noise_layers`` noise maps optimised too and every optimised tensor projected back onto its
-    sphere after each step (``project=False``: plain Adam, no sphere). A restart stops at the first iterate with
-    L2 <= ``eps`` and returns it; otherwise it returns its lowest-loss iterate (the best, not the last). Restarts
-    run until one succeeds (``until_success=False``: all ``restarts`` run, e.g. for many answers to one input).
-    ``callback(restart, step, values)`` is called after every step with the step's loss, l2, geocross and lr.
-    -> :class:`SearchResult`. ``G``: a generator with its Gaussian fit (:func:`course_utils.stylegan.fit_gaussian`);
-    ``low``'s side must be G.size / 2^k (the error names the sizes G can match).
-    """
-    _check_generator(G)
-    check_image(low, "low", ndim=(3, 4), channels=3)
-    if low.dim() == 4 and low.shape[0] != 1:
-        raise ValueError(f"low must be one image (3, h, w) or (1, 3, h, w), got a batch of shape {tuple(low.shape)}; "
-                         f"PULSE(G).upscale(batch) runs the search per image")
-    eps = check_number(eps, "eps", minimum=0, strict_min=True)
-    steps = check_positive_int(steps, "steps")
-    lr = check_number(lr, "lr", minimum=0, strict_min=True)
-    geocross_weight = check_number(geocross_weight, "geocross_weight", minimum=0)
-    l2_weight = check_number(l2_weight, "l2_weight", minimum=0, strict_min=True)
-    restarts = check_positive_int(restarts, "restarts")
-    noise_layers = check_positive_int(noise_layers, "noise_layers", minimum=0)
-    if noise_layers > G.num_layers:
+    B, steps, eps = y.shape[0], o["steps"], o["eps"]
+    mean, std = G.gaussian_mean, G.gaussian_std
+    trained = o["noise_layers"]
+    if o["project"]:
+        v = project_to_sphere(v)
+        maps = [project_to_sphere(n, dim=(1, 2, 3)) if i < trained else n for i, n in enumerate(maps)]
+    v = v.clone().requires_grad_(True)
+    maps = [n.clone().requires_grad_(i < trained) for i, n in enumerate(maps)]
+    optimizer = torch.optim.Adam([v] + maps[:trained], lr=o["lr"])
+    dev = y.device
+    best = {"loss": torch.full((B,), math.inf, device=dev), "step": torch.zeros(B, dtype=torch.long, device=dev)}
+    done = torch.zeros(B, dtype=torch.bool, device=dev)                        # stop="first": reached eps
+    first_eps = torch.full((B,), -1, dtype=torch.long, device=dev)
+    evaluated = torch.full((B,), steps, dtype=torch.long, device=dev)
+    rows = []
+    for step in tqdm(range(steps), desc=f"PULSE ({B} searches)", leave=False, disable=not progress):
+        rate = o["lr"] * lr_factor(step, steps, o["schedule"])
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        w = F.leaky_relu(v * std + mean, 0.2)                                 # (B, L, d): the Gaussian fit, mapped
+        x = (G.synthesis(w, maps) + 1) / 2                                    # (B, 3, H, W), about [0, 1]
+        l2 = (o["down"].forward(x, None) - y).pow(2).mean((1, 2, 3))          # (B,)
+        gc = geocross(w)                                                      # (B,)
+        loss = o["l2_weight"] * l2.clamp(min=eps) + o["geocross_weight"] * gc  # the authors' loss, per input
+        with torch.no_grad():
+            reached = l2 <= eps
+            first_eps = torch.where((first_eps < 0) & reached, step, first_eps)
+            if o["stop"] == "first":
+                newly = reached & ~done
+                take = ~done & (newly | (loss < best["loss"]))
+                evaluated = torch.where(newly, step + 1, evaluated)
+                done = done | newly
+            else:
+                take = loss < best["loss"]
+            state = {"loss": loss, "l2": l2, "geocross": gc, "step": torch.full_like(best["step"], step),
+                     "image": x, "latent": v, "w": w, **{f"noise{i}": n for i, n in enumerate(maps)}}
+            for key, value in state.items():
+                mask = take.view(-1, *([1] * (value.dim() - 1)))
+                best[key] = torch.where(mask, value, best[key]) if key in best else value.detach().clone()
+            norm = v.norm(dim=-1).mean(-1) / math.sqrt(G.style_dim)
+            rows.append((step, rate, loss.detach(), l2.detach(), gc.detach(), norm))
+        if callback is not None:
+            for k, restart in enumerate(restarts):
+                callback(restart, step, {"loss": loss[k].item(), "l2": l2[k].item(), "geocross": gc[k].item(),
+                                         "lr": rate})
+        if step == steps - 1 or (o["stop"] == "first" and bool(done.all())):
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimizer.step()
+        if o["project"]:                                                      # back onto the spheres
+            with torch.no_grad():
+                v.copy_(project_to_sphere(v))
+                for n in maps[:trained]:
+                    n.copy_(project_to_sphere(n, dim=(1, 2, 3)))
+    best["first_eps"], best["evaluated"] = first_eps, evaluated
+    best["min_l2"] = torch.stack([r[3] for r in rows]).min(0).values
+    return best, rows
+
+
+def _search(G, lows: torch.Tensor, o: dict, *, latent=None, noise=None, callback=None, progress=False,
+            batch: int | None = None) -> list:
+    """The restarts of :func:`search` for a batch of inputs ``lows`` (B, 3, h, w), ``batch`` searches at a time.
+    With ``until_success``, round r runs restart r of every input that has not succeeded yet; otherwise one round
+    runs every restart of every input. The random starts are drawn from ``o['generator']`` restart by restart,
+    input by input."""
+    dev = G.input.input.device
+    B, shapes = lows.shape[0], G.noise_shapes()
+    y_all = lows.to(dev, torch.float32)
+    batch = batch or max(1, 2 ** 16 // G.size ** 2)                          # 64 at 32 px, 1 at 1024 px
+    per_input = [{"attempts": [], "bests": [], "history": {k: [] for k in _HISTORY}} for _ in range(B)]
+    rounds = [[(r, i) for r in range(o["restarts"]) for i in range(B)]] if not o["until_success"] else \
+        [[(0, i) for i in range(B)]]
+    with torch.enable_grad(), _frozen(G):
+        while rounds:
+            jobs = rounds.pop(0)
+            starts = [_initial_state(G, latent if (r, i) == (0, 0) else None, noise if (r, i) == (0, 0) else None,
+                                     o["generator"]) for r, i in jobs]
+            for c in range(0, len(jobs), batch):
+                part, t0 = jobs[c: c + batch], time.perf_counter()
+                v = torch.stack([start[0] for start in starts[c: c + batch]]).to(dev)
+                maps = [torch.cat([start[1][m] for start in starts[c: c + batch]]).to(dev)
+                        for m in range(len(shapes))]
+                best, rows = _run_restart(G, y_all[[i for _, i in part]], v, maps, o, [r for r, _ in part], callback,
+                                          progress)
+                seconds = (time.perf_counter() - t0) / len(part)
+                best = {k: val.detach().cpu() for k, val in best.items()}
+                table = {k: torch.stack([row[j] for row in rows]).cpu().T.tolist()
+                         for j, k in ((2, "loss"), (3, "l2"), (4, "geocross"), (5, "norm"))}
+                for k, (r, i) in enumerate(part):
+                    steps_to_eps = int(best["first_eps"][k]) + 1 if best["first_eps"][k] >= 0 else None
+                    l2 = float(best["l2"][k])
+                    attempt = Attempt(r, int(best["evaluated"][k]), seconds, l2, float(best["loss"][k]),
+                                      float(best["geocross"][k]), l2 <= o["eps"], int(best["step"][k]), steps_to_eps,
+                                      float(best["min_l2"][k]))
+                    per_input[i]["attempts"].append(attempt)
+                    per_input[i]["bests"].append({
+                        "image": best["image"][k].clamp(0, 1), "latent": best["latent"][k], "w": best["w"][k],
+                        "noise": [best[f"noise{m}"][k: k + 1] for m in range(len(shapes))]})
+                    h = per_input[i]["history"]
+                    for j, row in enumerate(rows[: attempt.steps]):
+                        for key, value in (("restart", r), ("step", row[0]), ("lr", row[1]),
+                                           *((name, table[name][k][j]) for name in table)):
+                            h[key].append(value)
+            r = jobs[0][0] + 1
+            failed = [i for _, i in jobs if not per_input[i]["attempts"][-1].success]
+            if o["until_success"] and failed and r < o["restarts"]:
+                rounds.append([(r, i) for i in failed])
+    results = []
+    for p in per_input:
+        attempts, bests = p["attempts"], p["bests"]
+        chosen = next((k for k, a in enumerate(attempts) if a.success), None)
+        chosen = chosen if chosen is not None else min(range(len(attempts)), key=lambda k: attempts[k].l2)
+        b = bests[chosen]
+        results.append(SearchResult(
+            image=b["image"], downscaled=ops.Downsample(o["scale"])(b["image"]), l2=attempts[chosen].l2,
+            success=attempts[chosen].success, latent=b["latent"], w=b["w"], noise=b["noise"], attempts=attempts,
+            images=torch.stack([bb["image"] for bb in bests]), history=p["history"], eps=o["eps"], chosen=chosen,
+            stop=o["stop"]))
+    return results
+
+
+def _options(G, low, *, eps, steps, lr, geocross_weight, l2_weight, restarts, until_success, stop, noise_layers,
+             project, schedule, generator) -> dict:
+    """Check :func:`search`'s options (each error names its argument) -> a dict for :func:`_search`."""
+    options = dict(eps=check_number(eps, "eps", minimum=0, strict_min=True), steps=check_positive_int(steps, "steps"),
+                   lr=check_number(lr, "lr", minimum=0, strict_min=True),
+                   geocross_weight=check_number(geocross_weight, "geocross_weight", minimum=0),
+                   l2_weight=check_number(l2_weight, "l2_weight", minimum=0, strict_min=True),
+                   restarts=check_positive_int(restarts, "restarts"), until_success=bool(until_success),
+                   noise_layers=check_positive_int(noise_layers, "noise_layers", minimum=0), project=bool(project))
+    if options["noise_layers"] > G.num_layers:
         raise ValueError(f"noise_layers must be <= {G.num_layers} (G's noise maps), got {noise_layers}")
+    if stop not in STOPS:
+        raise ValueError(f"stop must be one of {list(STOPS)} ('best': the authors' procedure, 'first': stop at the "
+                         f"first iterate within eps), got {stop!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     scale = _scale_for(G, low)
-    dev = G.input.input.device
-    y = (low[None] if low.dim() == 3 else low).to(dev, torch.float32)        # (1, 3, h, w)
-    down = ops.Downsample(scale, clamp=False)                                # exactly linear: gradients everywhere
-    mean, std = G.gaussian_mean, G.gaussian_std
-    history = {k: [] for k in ("restart", "step", "loss", "l2", "geocross", "lr", "norm")}
-    attempts, bests = [], []
+    return dict(options, stop=stop, schedule=schedule, generator=generator, scale=scale,
+                down=ops.Downsample(scale, clamp=False))                    # exactly linear: gradients everywhere
 
-    from tqdm.auto import tqdm
 
-    with torch.enable_grad(), _frozen(G):
-        for r in range(restarts):
-            t0 = time.perf_counter()
-            v, maps = _initial_state(G, latent if r == 0 else None, noise if r == 0 else None, noise_layers,
-                                     project, generator, dev)
-            v.requires_grad_(True)
-            for n in maps[:noise_layers]:
-                n.requires_grad_(True)
-            optimizer = torch.optim.Adam([v] + maps[:noise_layers], lr=lr)
-            best = None
-            bar = tqdm(range(steps), desc=f"PULSE restart {r + 1}/{restarts}", leave=False, disable=not progress)
-            for step in bar:
-                rate = lr * lr_factor(step, steps, schedule)
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-                w = F.leaky_relu(v * std + mean, 0.2)                         # (L, d): the Gaussian fit, mapped
-                x = (G.synthesis(w[None], maps) + 1) / 2                      # (1, 3, H, W), about [0, 1]
-                l2 = (down.forward(x, None) - y).pow(2).mean()
-                gc = geocross(v)
-                loss = l2_weight * l2 + geocross_weight * gc
-                values = {"loss": loss.item(), "l2": l2.item(), "geocross": gc.item(), "lr": rate}
-                norm = float(v.detach().norm(dim=1).mean()) / math.sqrt(G.style_dim)
-                for k, val in (("restart", r), ("step", step), *values.items(), ("norm", norm)):
-                    history[k].append(val)
-                done = values["l2"] <= eps
-                if done or best is None or values["loss"] < best["loss"]:
-                    best = {**values, "step": step, "image": x.detach()[0].clone(), "latent": v.detach().clone(),
-                            "w": w.detach().clone(), "noise": [n.detach().clone() for n in maps]}
-                if callback is not None:
-                    callback(r, step, values)
-                if done:
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if project:                                                   # back onto the spheres
-                    with torch.no_grad():
-                        v.copy_(project_to_sphere(v))
-                        for n in maps[:noise_layers]:
-                            n.copy_(project_to_sphere(n, dim=(1, 2, 3)))
-            attempts.append(Attempt(r, step + 1, time.perf_counter() - t0, best["l2"], best["loss"],
-                                    best["geocross"], best["l2"] <= eps, best["step"]))
-            bests.append(best)
-            if until_success and attempts[-1].success:
-                break
+def search(G: StyleGAN2Generator, low: torch.Tensor, *, eps: float = 2e-3, steps: int = 100, lr: float = 0.4,
+           geocross_weight: float = 0.05, l2_weight: float = 100.0, restarts: int = 1, until_success: bool = True,
+           stop: str = "best", noise_layers: int = 5, project: bool = True, schedule: str = "linear1cycledrop",
+           latent=None, noise=None, generator: torch.Generator | None = None, callback=None,
+           progress: bool = False) -> SearchResult:
+    """PULSE's search for one low-res image ``low`` (3, h, w) or (1, 3, h, w) in [0, 1] (see the module docstring).
 
-    chosen = next((i for i, a in enumerate(attempts) if a.success), None)
-    chosen = chosen if chosen is not None else min(range(len(attempts)), key=lambda i: attempts[i].l2)
-    b = bests[chosen]
-    image = b["image"].clamp(0, 1)
-    return SearchResult(image=image, downscaled=ops.Downsample(scale)(image), l2=b["l2"],
-                        success=attempts[chosen].success, latent=b["latent"], w=b["w"], noise=b["noise"],
-                        attempts=attempts, images=torch.stack([bb["image"].clamp(0, 1) for bb in bests]),
-                        history=history, eps=eps)
+    Each restart: latents v ~ N(0, I) (L, d) and noise maps drawn from ``generator`` (or the given ``latent`` /
+    ``noise``, first restart only), projected onto their spheres; then ``steps`` iterates with Adam (lr ``lr`` x
+    :func:`lr_factor`) on the authors' loss
+
+        loss = l2_weight * max(L2, eps) + geocross_weight * GEOCROSS(w),   L2 = mean((DS(G(w)) - low)^2),
+        w = LeakyReLU_0.2(v sigma + mu)
+
+    with the first ``noise_layers`` noise maps optimised too and every optimised tensor projected back onto its
+    sphere after each step (``project=False``: plain Adam, no sphere). GEOCROSS is :func:`geocross` on the mapped
+    w. The clamp makes L2 stop counting once it is within eps: from then on the search only lowers GEOCROSS.
+
+    ``stop`` chooses which iterate a restart returns:
+
+    * ``"best"`` (default, the authors' procedure): run every step, return the lowest-loss iterate. (Their code's
+      final ``yield`` then hands back the *last* iterate, not the best, whenever the lowest L2 reached eps - a
+      quirk we do not copy; their log and their non-generator version keep the best.)
+    * ``"first"``: stop at the first iterate with L2 <= eps and return it (the lowest-loss iterate if none gets
+      there): faster, but it keeps the first face that fits, before GEOCROSS has pulled the layers together.
+
+    A restart succeeds when its returned iterate has L2 <= eps; restarts run until one succeeds
+    (``until_success=False``: all ``restarts`` run, e.g. for many answers to one input). ``callback(restart, step,
+    values)`` is called after every evaluation with its loss, l2, geocross and lr. -> :class:`SearchResult`.
+    ``G``: a generator with its Gaussian fit (:func:`course_utils.stylegan.fit_gaussian`); ``low``'s side must be
+    G.size / 2^k (the error names the sizes G can match). :func:`search_many` runs many inputs in batches.
+    """
+    _check_generator(G)
+    check_image(low, "low", ndim=(3, 4), channels=3)
+    if low.dim() == 4 and low.shape[0] != 1:
+        raise ValueError(f"low must be one image (3, h, w) or (1, 3, h, w), got a batch of shape {tuple(low.shape)}; "
+                         f"pulse.search_many (or PULSE(G).upscale(batch)) searches for each image of a batch")
+    o = _options(G, low, eps=eps, steps=steps, lr=lr, geocross_weight=geocross_weight, l2_weight=l2_weight,
+                 restarts=restarts, until_success=until_success, stop=stop, noise_layers=noise_layers,
+                 project=project, schedule=schedule, generator=generator)
+    lows = low[None] if low.dim() == 3 else low
+    return _search(G, lows, o, latent=latent, noise=noise, callback=callback, progress=progress)[0]
+
+
+def search_many(G: StyleGAN2Generator, lows: torch.Tensor, *, eps: float = 2e-3, steps: int = 100, lr: float = 0.4,
+                geocross_weight: float = 0.05, l2_weight: float = 100.0, restarts: int = 1,
+                until_success: bool = True, stop: str = "best", noise_layers: int = 5, project: bool = True,
+                schedule: str = "linear1cycledrop", generator: torch.Generator | None = None,
+                batch: int | None = None, progress: bool = False) -> list:
+    """:func:`search` for every image of ``lows`` (B, 3, h, w), ``batch`` inputs at a time (default: 64 for a
+    32 px generator, 1 at 1024 px): one batched synthesis per step is several times faster than B searches on a
+    CPU. Each input gets what its own search would (the loss is a sum of per-input terms, Adam acts per entry),
+    up to floating-point rounding; the random starts are drawn input by input from ``generator``, restart by
+    restart (restart r only for the inputs that have not succeeded). -> a list of B :class:`SearchResult`."""
+    _check_generator(G)
+    check_image(lows, "lows", ndim=4, channels=3)
+    if batch is not None:
+        batch = check_positive_int(batch, "batch")
+    o = _options(G, lows, eps=eps, steps=steps, lr=lr, geocross_weight=geocross_weight, l2_weight=l2_weight,
+                 restarts=restarts, until_success=until_success, stop=stop, noise_layers=noise_layers,
+                 project=project, schedule=schedule, generator=generator)
+    return _search(G, lows, o, progress=progress, batch=batch)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -350,15 +475,17 @@ class PULSE(SRModel):
     ``G``: a :class:`course_utils.stylegan.StyleGAN2Generator` (its Gaussian fit is computed here if missing, from
     ``fit_samples`` draws of a generator seeded 0). Low-res inputs must be (G.size / scale)^2: ``low_size``.
     Options are attributes (change them between calls): ``eps``, ``steps``, ``restarts``, ``lr``,
-    ``geocross_weight``, ``noise_layers``, ``project``. Each call keeps its :class:`SearchResult` s in
-    ``last_results`` (restarts, steps, seconds, L2 per input)."""
+    ``geocross_weight``, ``stop`` ("best": the authors' procedure; "first": stop at the first iterate within eps;
+    see :func:`search`), ``noise_layers``, ``project``. The images of a batch are searched together
+    (:func:`search_many`). Each call keeps its :class:`SearchResult` s in ``last_results`` (restarts, steps,
+    seconds, L2 per input)."""
 
     channels = 3
     stochastic = True
 
     def __init__(self, G: StyleGAN2Generator, scale: int = 8, *, eps: float = 2e-3, steps: int = 100,
-                 restarts: int = 3, lr: float = 0.4, geocross_weight: float = 0.05, noise_layers: int = 5,
-                 project: bool = True, fit_samples: int = 100_000):
+                 restarts: int = 3, lr: float = 0.4, geocross_weight: float = 0.05, stop: str = "best",
+                 noise_layers: int = 5, project: bool = True, fit_samples: int = 100_000):
         super().__init__()
         if not isinstance(G, StyleGAN2Generator):
             raise TypeError(f"G must be a course_utils.stylegan.StyleGAN2Generator, got {type(G).__name__}")
@@ -376,7 +503,9 @@ class PULSE(SRModel):
         self.restarts = check_positive_int(restarts, "restarts")
         self.lr = check_number(lr, "lr", minimum=0, strict_min=True)
         self.geocross_weight = check_number(geocross_weight, "geocross_weight", minimum=0)
-        self.noise_layers, self.project = noise_layers, bool(project)
+        if stop not in STOPS:
+            raise ValueError(f"stop must be one of {list(STOPS)}, got {stop!r}")
+        self.stop, self.noise_layers, self.project = stop, noise_layers, bool(project)
         self.last_results: list = []
 
     def _upscale(self, low: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -385,10 +514,10 @@ class PULSE(SRModel):
             raise ValueError(f"low of size {low.shape[-2]}x{low.shape[-1]} cannot be matched: this PULSE (a "
                              f"{self.G.size}x{self.G.size} generator at scale {self.scale}) takes {self.low_size}x"
                              f"{self.low_size} inputs; the generator can match {sizes} with another scale")
-        self.last_results = [search(self.G, image.clamp(0, 1), eps=self.eps, steps=self.steps, lr=self.lr,
-                                    geocross_weight=self.geocross_weight, restarts=self.restarts,
-                                    noise_layers=self.noise_layers, project=self.project, generator=generator)
-                             for image in low]
+        self.last_results = search_many(self.G, low.clamp(0, 1), eps=self.eps, steps=self.steps, lr=self.lr,
+                                        geocross_weight=self.geocross_weight, restarts=self.restarts,
+                                        stop=self.stop, noise_layers=self.noise_layers, project=self.project,
+                                        generator=generator)
         return torch.stack([r.image for r in self.last_results]).to(low)
 
 
@@ -609,19 +738,25 @@ def _t_interval(values: torch.Tensor, level: float = 0.95) -> tuple[float, float
 
 def evaluate(generator_model="pulse-balanced", n: int = 50, *, seed: int = 0, scale: int | None = None,
              eps: float = 2e-3, steps: int = 100, restarts: int = 3, mix="balanced", group: str | None = None,
-             lr: float = 0.4, geocross_weight: float = 0.05, progress: bool = False,
+             lr: float = 0.4, geocross_weight: float = 0.05, stop: str = "best", progress: bool = False,
              return_images: bool = False) -> dict:
     """PULSE on ``n`` held-out rendered faces of ``mix`` (or of one skin-tone ``group``, 'light' or 'dark', for the
-    bias study), downscaled by ``scale`` (default :func:`default_scale`) with ``operators.Downsample``.
+    bias study), downscaled by ``scale`` (default :func:`default_scale`) with ``operators.Downsample``, searched
+    in batches (:func:`search_many`; ``stop``, ``geocross_weight``: see :func:`search`).
 
-    -> a JSON-ready dict: ``success_rate`` (fraction of inputs with L2 <= eps within ``steps`` steps, restarts
-    counted: up to ``restarts`` tries each), ``seconds_per_face``; ``inputs``: per input ``tone_true`` (rendered),
-    ``tone_input`` and ``tone_output`` (:func:`course_utils.faces.skin_tone` of the high-res truth and of PULSE's
-    answer), ``success``, ``l2``, ``steps_to_eps`` (steps of the successful restart, None if none), ``steps``
-    (all restarts), ``seconds``, ``restarts_used``; ``bias``: mean tone of inputs and outputs, the mean paired
-    shift output - input with its 95 % t confidence interval, and the dark-group fractions of inputs and outputs.
-    Faces come from ``torch.Generator(EVAL_SEED_OFFSET + seed)`` (never the training draws), the search's random
-    starts from ``torch.Generator(seed)``. ``return_images=True`` adds tensors under ``images`` (not JSON)."""
+    -> a JSON-ready dict: ``success_rate`` (fraction of inputs whose answer has L2 <= eps, restarts counted: up
+    to ``restarts`` tries each), ``seconds_per_face``; ``validity`` (fraction of answers that are faces of the
+    world: every attribute readable, :func:`course_utils.faces.read_attributes`), ``readable`` (that fraction per
+    attribute), ``fit_rmse_median`` (how far the answers are from the nearest rendered face: a realism proxy) and
+    ``attributes_kept`` (fraction of valid answers whose eye colour, glasses and hair colour are the truth's);
+    ``inputs``: per input ``tone_true`` (rendered), ``tone_input`` and ``tone_output`` (the skin tone of the
+    high-res truth and of PULSE's answer), ``success``, ``l2``, ``steps_to_eps`` (evaluations until L2 first
+    reached eps in the answer's restart, None if it did not succeed), ``steps`` (all restarts), ``seconds``,
+    ``restarts_used``, ``geocross`` (of the answer's w; ``geocross_median`` over inputs), ``valid``, ``fit_rmse``;
+    ``bias``: mean tone of inputs and outputs, the mean paired shift
+    output - input with its 95 % t confidence interval, and the dark-group fractions of inputs and outputs. Faces
+    come from ``torch.Generator(EVAL_SEED_OFFSET + seed)`` (never the training draws), the search's random starts
+    from ``torch.Generator(seed)``. ``return_images=True`` adds tensors under ``images`` (not JSON)."""
     G = _check_generator(load_generator(generator_model))
     n = check_positive_int(n, "n")
     seed = check_positive_int(seed, "seed", minimum=0)
@@ -636,28 +771,32 @@ def evaluate(generator_model="pulse-balanced", n: int = 50, *, seed: int = 0, sc
         truth.append(faces.draw_faces(chunk, G.size))
     truth = torch.cat(truth)                                                 # (n, 3, size, size)
     low = ops.Downsample(scale)(truth)                                       # (n, 3, size/scale, size/scale)
-    outputs, rows = [], []
-    from tqdm.auto import tqdm
-
-    for i in tqdm(range(n), desc="PULSE evaluate", disable=not progress):
-        result = search(G, low[i], eps=eps, steps=steps, lr=lr, geocross_weight=geocross_weight, restarts=restarts,
-                        generator=search_rng)
-        out = result.image.cpu()
-        outputs.append(out)
-        rows.append({"index": i, "tone_true": round(float(attributes["tone"][i]), 4),
-                     "tone_input": round(float(faces.skin_tone(truth[i])), 4),
-                     "tone_output": round(float(faces.skin_tone(out)), 4), "success": result.success,
-                     "l2": result.l2, "steps_to_eps": result.steps_to_eps, "steps": result.steps,
-                     "seconds": round(result.seconds, 3), "restarts_used": result.restarts_used})
+    results = search_many(G, low, eps=eps, steps=steps, lr=lr, geocross_weight=geocross_weight, restarts=restarts,
+                          stop=stop, generator=search_rng, progress=progress)
+    outputs = torch.stack([r.image.cpu() for r in results])
+    tone_truth, read_out = faces.skin_tone(truth), faces.read_attributes(outputs)
+    rows = [{"index": i, "tone_true": round(float(attributes["tone"][i]), 4),
+             "tone_input": round(float(tone_truth[i]), 4), "tone_output": round(float(read_out["tone"][i]), 4),
+             "success": r.success, "l2": r.l2, "steps_to_eps": r.steps_to_eps, "steps": r.steps,
+             "seconds": round(r.seconds, 3), "restarts_used": r.restarts_used,
+             "geocross": round(r.attempts[r.chosen].geocross, 4), "valid": bool(read_out["valid"][i]),
+             "fit_rmse": round(float(read_out["fit_rmse"][i]), 4)} for i, r in enumerate(results)]
     tone_in = torch.tensor([r["tone_input"] for r in rows])
     tone_out = torch.tensor([r["tone_output"] for r in rows])
     shift, low_ci, high_ci = _t_interval(tone_out - tone_in)
+    kept = read_out["valid"] & (read_out["eye"] == attributes["eye"]) & (read_out["hair"] == attributes["hair"]) \
+        & (read_out["glasses"] == attributes["glasses"])
     result = {
         "generator": generator_model if isinstance(generator_model, str) else type(generator_model).__name__,
         "size": G.size, "scale": scale, "low_size": G.size // scale, "n": n, "seed": seed, "mix": draw_mix,
         "eps": eps, "steps": steps, "restarts": restarts, "lr": lr, "geocross_weight": geocross_weight,
-        "success_rate": sum(r["success"] for r in rows) / n,
+        "stop": stop, "success_rate": sum(r["success"] for r in rows) / n,
         "seconds_per_face": sum(r["seconds"] for r in rows) / n,
+        "validity": float(read_out["valid"].float().mean()),
+        "readable": {k: float(read_out[f"{k}_readable"].float().mean()) for k in ("eye", "hair", "glasses", "tone")},
+        "fit_rmse_median": float(read_out["fit_rmse"].median()),
+        "geocross_median": float(torch.tensor([r["geocross"] for r in rows]).median()),
+        "attributes_kept": float(kept.sum()) / max(int(read_out["valid"].sum()), 1),
         "inputs": rows,
         "bias": {"mean_tone_input": float(tone_in.mean()), "mean_tone_output": float(tone_out.mean()),
                  "mean_shift": shift, "shift_ci95": [low_ci, high_ci],
@@ -665,5 +804,5 @@ def evaluate(generator_model="pulse-balanced", n: int = 50, *, seed: int = 0, sc
                  "dark_fraction_output": float(faces.tone_group(tone_out).float().mean())},
     }
     if return_images:
-        result["images"] = {"truth": truth, "low": low, "output": torch.stack(outputs)}
+        result["images"] = {"truth": truth, "low": low, "output": outputs}
     return result

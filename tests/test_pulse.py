@@ -263,22 +263,32 @@ def test_projection_puts_every_layer_latent_on_its_sphere():
         pulse.project_to_sphere(x, 0)
 
 
-def test_geocross_is_the_mean_squared_geodesic_distance():
+def test_geocross_is_the_authors_mean_over_all_ordered_pairs_divided_by_8():
     d = 16
     e = torch.eye(d)
     same = pulse.project_to_sphere(torch.randn(1, d)).expand(5, d)
     assert float(pulse.geocross(same)) < 1e-6                                # identical latents: 0
-    orthogonal = pulse.project_to_sphere(e[:2])
-    assert float(pulse.geocross(orthogonal)) == pytest.approx(d * (math.pi / 2) ** 2, rel=1e-5)   # arc, not chord
+    orthogonal = pulse.project_to_sphere(e[:2])                              # 2 of the 4 ordered pairs at 90 degrees
+    assert float(pulse.geocross(orthogonal)) == pytest.approx(d * (math.pi / 2) ** 2 * 2 / 4 / 8, rel=1e-5)
     opposite = pulse.project_to_sphere(torch.stack([e[0], -e[0]]))
-    assert float(pulse.geocross(opposite)) == pytest.approx(d * math.pi ** 2, rel=1e-4)
-    three = pulse.project_to_sphere(torch.stack([e[0], e[1], e[0]]))          # pairs: 90, 0, 90 degrees
-    assert float(pulse.geocross(three)) == pytest.approx(d * 2 * (math.pi / 2) ** 2 / 3, rel=1e-5)
+    assert float(pulse.geocross(opposite)) == pytest.approx(d * math.pi ** 2 * 2 / 4 / 8, rel=1e-4)
+    three = pulse.project_to_sphere(torch.stack([e[0], e[1], e[0]]))          # 4 of 9 ordered pairs at 90 degrees
+    assert float(pulse.geocross(three)) == pytest.approx(d * (math.pi / 2) ** 2 * 4 / 9 / 8, rel=1e-5)
+    # on a sphere: (L - 1) / (8 L) times the mean over the pairs i < j (the course's earlier, 9x larger value)
+    v = pulse.project_to_sphere(torch.randn(8, d, generator=torch.Generator().manual_seed(3)))
+    u = v / v.norm(dim=1, keepdim=True)
+    i, j = torch.triu_indices(8, 8, 1)
+    pairs = (d * torch.arccos((u[i] * u[j]).sum(1).clamp(-1, 1)) ** 2).mean()
+    assert float(pulse.geocross(v)) == pytest.approx(float(pairs) * 7 / 64, rel=1e-4)
+    # the authors' formula on vectors as given (it is applied to the mapped w): parallel vectors of different
+    # lengths are not at angle 0 for it
+    parallel = torch.tensor([[1.0, 0.0], [2.0, 0.0]])
+    assert float(pulse.geocross(parallel)) == pytest.approx(2 * (2 * math.atan2(1, 3)) ** 2 * 2 / 4 / 8, rel=1e-4)
     v = torch.randn(2, 6, d, generator=torch.Generator().manual_seed(0))
     values = pulse.geocross(v)
     assert values.shape == (2,)
     assert torch.allclose(pulse.geocross(v[:, torch.randperm(6)]), values, atol=1e-4)   # symmetric in the layers
-    assert torch.allclose(pulse.geocross(3 * v), values, atol=1e-4)          # a function of the directions
+    assert torch.allclose(pulse.geocross(3 * v), values, atol=1e-4)          # one common scale does not matter
     with pytest.raises(ValueError, match="L >= 2"):
         pulse.geocross(torch.randn(1, d))
 
@@ -337,6 +347,44 @@ def test_search_returns_the_best_iterate_not_the_last(G):
     assert torch.allclose(result.image, start.clamp(0, 1), atol=1e-5)
 
 
+def test_default_search_is_the_authors_clamped_loss_all_steps_lowest_loss_iterate(G):
+    low = _own_low(G, seed=4)
+    eps = 2e-3
+    result = pulse.search(G, low, eps=eps, steps=40, generator=torch.Generator().manual_seed(2))
+    h = result.history
+    assert result.stop == "best" and result.attempts[0].steps == 40 and len(h["loss"]) == 40   # every step runs
+    for loss, l2, gc in zip(h["loss"], h["l2"], h["geocross"]):              # 100 max(L2, eps) + 0.05 GEOCROSS(w)
+        assert loss == pytest.approx(100 * max(l2, eps) + 0.05 * gc, rel=1e-5)
+    best = min(range(40), key=h["loss"].__getitem__)
+    a = result.attempts[0]
+    assert a.best_step == best and a.loss == pytest.approx(h["loss"][best]) and result.l2 == pytest.approx(h["l2"][best])
+    assert a.min_l2 == pytest.approx(min(h["l2"])) and a.success == (result.l2 <= eps)
+    first = next(k for k, l2 in enumerate(h["l2"]) if l2 <= eps)
+    assert result.steps_to_eps == first + 1 and result.success
+    # GEOCROSS of the answer is on the mapped w
+    assert a.geocross == pytest.approx(float(pulse.geocross(result.w)), rel=1e-4)
+    assert a.geocross <= h["geocross"][first]                                 # after eps only GEOCROSS is lowered
+    # stop="first": the same search up to the first iterate within eps, and that iterate is returned
+    early = pulse.search(G, low, eps=eps, steps=40, stop="first", generator=torch.Generator().manual_seed(2))
+    assert early.steps == early.steps_to_eps == first + 1 and early.attempts[0].best_step == first
+    assert early.l2 == pytest.approx(h["l2"][first], rel=1e-4) and early.stop == "first"
+    assert early.history["loss"] == pytest.approx(h["loss"][: first + 1], rel=1e-4)
+
+
+def test_search_many_gives_each_input_its_own_search(G):
+    lows = torch.stack([_own_low(G, seed=s) for s in (1, 2, 3)])
+    many = pulse.search_many(G, lows, eps=1e-9, steps=6, generator=torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)                                       # the same starts, input by input
+    for low, batched in zip(lows, many):
+        latent = torch.randn(G.n_latent, G.style_dim, generator=g)
+        noise = [torch.randn(shape, generator=g) for shape in G.noise_shapes()]
+        alone = pulse.search(G, low, eps=1e-9, steps=6, latent=latent, noise=noise)
+        assert torch.allclose(batched.image, alone.image, atol=1e-4)
+        assert batched.history["l2"] == pytest.approx(alone.history["l2"], rel=1e-3)
+    with pytest.raises(ValueError, match=r"lows must have shape \(B, C, H, W\)"):
+        pulse.search_many(G, lows[0])
+
+
 def test_restarts_are_reported(G):
     low = _own_low(G, seed=7)
     many = pulse.search(G, low, eps=1e-9, steps=4, restarts=3, until_success=False,
@@ -346,7 +394,10 @@ def test_restarts_are_reported(G):
     assert many.l2 == min(a.l2 for a in many.attempts) and sorted(set(many.history["restart"])) == [0, 1, 2]
     assert all(a.seconds > 0 for a in many.attempts)
     easy = pulse.search(G, low, eps=10.0, steps=50, restarts=3, generator=torch.Generator().manual_seed(0))
-    assert easy.restarts_used == 1 and easy.steps_to_eps == 1 and easy.success   # stops at the first success
+    assert easy.restarts_used == 1 and easy.steps_to_eps == 1 and easy.success   # no restart after a success
+    assert easy.steps == 50                                                     # ... but all its steps run
+    quick = pulse.search(G, low, eps=10.0, steps=50, restarts=3, stop="first", generator=torch.Generator().manual_seed(0))
+    assert quick.restarts_used == 1 and quick.steps == quick.steps_to_eps == 1
 
 
 def test_plain_adam_leaves_the_sphere_and_projection_keeps_it(G):
@@ -381,6 +432,10 @@ def test_search_refuses_bad_input_by_name(G):
         pulse.search(G, low[None].expand(2, -1, -1, -1))
     with pytest.raises(ValueError, match="noise_layers must be <= 5"):
         pulse.search(G, low, noise_layers=6)
+    with pytest.raises(ValueError, match=r"stop must be one of \['best', 'first'\]"):
+        pulse.search(G, low, stop="last")
+    with pytest.raises(ValueError, match="stop must be one of"):
+        pulse.PULSE(G, 4, stop="early")
     with pytest.raises(TypeError, match="G must be a course_utils.stylegan.StyleGAN2Generator"):
         pulse.search(torch.nn.Linear(2, 2), low)
     with pytest.raises(ValueError, match="low values must lie in"):
@@ -568,6 +623,8 @@ def test_evaluate_reports_success_speed_and_the_bias_shift(G):
     assert report["success_rate"] == 0 and len(report["inputs"]) == 3 and report["low_size"] == 4
     row = report["inputs"][0]
     assert row["restarts_used"] == 2 and row["steps"] == 10 and row["steps_to_eps"] is None and row["seconds"] > 0
+    assert report["stop"] == "best" and 0 <= report["validity"] <= 1 and set(report["readable"]) == {
+        "eye", "hair", "glasses", "tone"} and isinstance(row["valid"], bool) and report["fit_rmse_median"] > 0
     bias = report["bias"]
     lo, hi = bias["shift_ci95"]
     assert lo <= bias["mean_shift"] <= hi
@@ -597,19 +654,24 @@ def test_exercise_checkers_accept_right_and_reject_wrong(capsys):
     assert ex.check_project_to_sphere(lambda v: v / v.norm() * v.shape[1] ** 0.5) is False         # whole tensor
     assert ex.check_project_to_sphere(todo) is None
 
-    def geo(v, chord=False, square=True):
+    def geo(v, chord=False, square=True, pairs="all"):
         u = v / v.norm(dim=1, keepdim=True)
-        i, j = torch.triu_indices(len(v), len(v), 1)
-        arc = v.shape[1] ** 0.5 * torch.arccos((u[i] * u[j]).sum(1).clamp(-1, 1))
-        dist = (v[i] - v[j]).norm(dim=1) if chord else arc
-        return (dist ** 2 if square else dist).mean()
+        arc = v.shape[1] ** 0.5 * torch.arccos((u @ u.T).clamp(-1, 1))        # (L, L) geodesic distances
+        dist = torch.cdist(v, v) if chord else arc
+        dist = dist ** 2 if square else dist
+        if pairs == "i<j":
+            i, j = torch.triu_indices(len(v), len(v), 1)
+            return dist[i, j].mean() / 8
+        return dist.mean() / 8
 
     assert ex.check_geocross(geo) is True
     assert ex.check_geocross(lambda v: geo(v, chord=True)) is False
     assert ex.check_geocross(lambda v: geo(v, square=False)) is False
+    assert ex.check_geocross(lambda v: geo(v, pairs="i<j")) is False
+    assert ex.check_geocross(lambda v: geo(v) * 8) is False
     assert ex.check_geocross(todo) is None
     out = capsys.readouterr().out
-    assert "chord" in out and "not its square" in out
+    assert "chord" in out and "not its square" in out and "pairs i < j only" in out and "no division by 8" in out
     assert ex.check_noise_floor(lambda s: s ** 2) is True
     assert ex.check_noise_floor(lambda s: s) is False
     assert ex.check_noise_floor(lambda s: 0.0) is False
@@ -649,9 +711,15 @@ def test_evaluate_pulse_cli(tmp_path, monkeypatch, capsys):
     assert evaluate.main(["pulse", "--generator", "skewed", "--n", "2", "--steps", "3", "--restarts", "1",
                           "--group", "dark", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "success_rate" in text and "skin tone" in text
+    assert "success_rate" in text and "skin tone" in text and "validity" in text and "stop best" in text
     import json
     report = json.loads(out.read_text())
     assert report["generator"] == "skewed" and report["n"] == 2 and "shift_ci95" in report["bias"]
+    assert evaluate.main(["pulse", "--generator", "balanced", "--n", "1", "--steps", "2", "--restarts", "1",
+                          "--geocross-weight", "0", "--stop", "first", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["geocross_weight"] == 0 and report["stop"] == "first"
     with pytest.raises(SystemExit, match="--n, --steps and --restarts must be"):
         evaluate.main(["pulse", "--generator", "balanced", "--n", "0"])
+    with pytest.raises(SystemExit, match="--geocross-weight >= 0"):
+        evaluate.main(["pulse", "--generator", "balanced", "--geocross-weight", "-1"])

@@ -37,9 +37,9 @@ def check_project_to_sphere(fn) -> bool | None:
 
 
 def check_geocross(fn) -> bool | None:
-    """``fn(latents)``: latents (L, d) on the sphere of radius sqrt(d) -> GEOCROSS, the mean over pairs i < j of
-    the squared geodesic (great-circle) distance d_ij^2 = (sqrt(d) theta_ij)^2, theta_ij = the angle between
-    latents i and j."""
+    """``fn(latents)``: latents (L, d) on the sphere of radius sqrt(d) -> GEOCROSS as the authors compute it: the
+    mean over all L^2 *ordered* pairs (i, j), the diagonal i = j included, of the squared geodesic (great-circle)
+    distance d_ij^2 = (sqrt(d) theta_ij)^2 (theta_ij = the angle between latents i and j), divided by 8."""
     from ..pulse import geocross, project_to_sphere
 
     def check():
@@ -52,13 +52,17 @@ def check_geocross(fn) -> bool | None:
             unit = v / v.norm(dim=1, keepdim=True)
             theta = torch.arccos((unit @ unit.T).clamp(-1, 1))
             i, j = torch.triu_indices(L, L, 1)
+            square = d * theta ** 2                                          # (L, L)
             mistakes = {
+                "the mean over the pairs i < j only (the authors average over all L^2 ordered pairs, the zero "
+                "diagonal included)": square[i, j].mean() / 8,
+                "no division by 8": square.mean(),
+                "the mean over the pairs i < j without the division by 8": square[i, j].mean(),
                 "the chord (straight-line) distance ||v_i - v_j|| instead of the arc along the sphere":
-                    ((v[i] - v[j]).norm(dim=1) ** 2).mean(),
-                "the distance, not its square": (math.sqrt(d) * theta[i, j]).mean(),
-                "the angle theta without the radius sqrt(d)": (theta[i, j] ** 2).mean(),
-                "a sum over pairs instead of the mean": (d * theta[i, j] ** 2).sum(),
-                "all L^2 ordered pairs including i = j": (d * theta ** 2).mean(),
+                    (torch.cdist(v, v) ** 2).mean() / 8,
+                "the distance, not its square": (math.sqrt(d) * theta).mean() / 8,
+                "the angle theta without the radius sqrt(d)": (theta ** 2).mean() / 8,
+                "a sum over the pairs instead of the mean": square.sum() / 8,
             }
             for what, value in mistakes.items():
                 if abs(got - float(value)) <= 1e-3 * max(1.0, abs(float(value))):
@@ -67,7 +71,8 @@ def check_geocross(fn) -> bool | None:
         same = project_to_sphere(torch.randn(1, 8, generator=g)).expand(4, 8).clone()
         if abs(float(fn(same))) > 1e-3:
             return False, f"identical layer latents must give 0, got {float(fn(same)):.4g}"
-        return True, "mean squared great-circle distance: 0 when all layers agree, largest when they point apart"
+        return True, ("the authors' GEOCROSS: mean squared great-circle distance over all ordered pairs, / 8; 0 when "
+                      "all layers agree, largest when they point apart")
     return run_check("GEOCROSS by hand", check)
 
 
@@ -82,10 +87,9 @@ def check_noise_floor(fn) -> bool | None:
                 if sigma > 0 and abs(got - sigma) < 1e-6:
                     return False, f"for sigma={sigma} you returned sigma itself; L2 is a mean of squares"
                 return False, f"for sigma={sigma} expected {sigma ** 2:.4g}, got {got:.4g}"
-        return True, ("L2 of the truth = sigma^2: no face explains a noisy input exactly, so eps must sit above the "
-                      "noise floor (eps = 2e-3 tolerates sigma up to sqrt(2e-3) = 0.045, i.e. 11.4 on the 0-255 "
-                      "scale; saving the input in 8 bits alone adds (1/255)^2 / 12 = 1.3e-6); demanding L2 = 0 would make "
-                      "the search fit the noise, or fail")
+        return True, ("L2 of the truth = sigma^2: no face explains a noisy input exactly, so eps must sit above "
+                      "this noise floor (saving the input in 8 bits alone adds (1/255)^2 / 12 = 1.3e-6); demanding "
+                      "L2 = 0 would make the search fit the noise, or fail")
     return run_check("why eps and not zero", check)
 
 
@@ -98,7 +102,8 @@ def check_largest_sigma(value, eps: float = 2e-3) -> bool | None:
         want = 255 * math.sqrt(eps)
         got = float(value)
         if abs(got - want) <= 0.01 * want:
-            return True, f"sigma_max = 255 sqrt(eps) = {want:.2f}: noisier inputs cannot be matched within eps"
+            return True, (f"sigma_max = 255 sqrt(eps) = {want:.2f}: noisier inputs cannot be matched within eps "
+                          f"even by the true face (compare the noise study of section 4)")
         if abs(got - math.sqrt(eps)) <= 0.01 * math.sqrt(eps):
             return False, f"{got:.4f} is on the [0, 1] scale; give it on the 0-255 scale"
         return False, f"expected {want:.2f} (on the 0-255 scale), got {got:.4g}"

@@ -10,13 +10,15 @@ from . import make_panel
 
 def pulse_demo(low, generator_model, eps: float = 2e-3, steps: int = 100, lr: float = 0.4,
                geocross_weight: float = 0.05, seed: int = 0, restarts: int = 3, *, truth=None,
-               project: bool = True) -> dict:
+               project: bool = True, stop: str = "best") -> dict:
     """Run :func:`course_utils.pulse.search` on ``low`` (3, h, w) in [0, 1] with ``generator_model`` (a generator
     or a name for :func:`course_utils.pulse.load_generator`) and ALL ``restarts`` (each a new random start drawn
-    from ``torch.Generator(seed)``): several different high-res answers to one input.
-    -> ``{"low", "truth" (or None), "outputs" (R, 3, H, W) the best iterate of each restart, "downscaled"
-    (R, 3, h, w), "l2" (R,) list, "success" (R,) list, "steps" (R,) list, "history" (the search's per-step
-    history), "eps", "answer" (index of the returned restart), "settings"}``."""
+    from ``torch.Generator(seed)``; ``stop``: "best", the authors' procedure, or "first"): several different
+    high-res answers to one input.
+    -> ``{"low", "truth" (or None), "outputs" (R, 3, H, W) the returned iterate of each restart, "downscaled"
+    (R, 3, h, w), "l2" (R,) list, "success" (R,) list, "steps" (R,) list, "steps_to_eps" (R,) list (None where L2
+    never reached eps), "history" (the search's per-step history), "eps", "answer" (index of the returned restart),
+    "settings"}``."""
     from .. import operators as ops
     from .._checks import check_image, check_number, check_positive_int
     from ..pulse import _scale_for, load_generator, search
@@ -25,16 +27,14 @@ def pulse_demo(low, generator_model, eps: float = 2e-3, steps: int = 100, lr: fl
     G = load_generator(generator_model)
     seed = check_positive_int(seed, "seed", minimum=0)
     result = search(G, low, eps=eps, steps=steps, lr=lr, geocross_weight=geocross_weight, restarts=restarts,
-                    until_success=False, project=project, generator=torch.Generator().manual_seed(seed))
+                    until_success=False, stop=stop, project=project, generator=torch.Generator().manual_seed(seed))
     scale = _scale_for(G, low)
-    answer = next((i for i, a in enumerate(result.attempts) if a.success),
-                  min(range(len(result.attempts)), key=lambda i: result.attempts[i].l2))
     return {"low": low, "truth": truth, "outputs": result.images, "downscaled": ops.Downsample(scale)(result.images),
             "l2": [a.l2 for a in result.attempts], "success": [a.success for a in result.attempts],
-            "steps": [a.steps for a in result.attempts], "history": result.history, "eps": result.eps,
-            "answer": answer, "settings": dict(eps=check_number(eps, "eps"), steps=steps, lr=lr,
-                                               geocross_weight=geocross_weight, seed=seed, restarts=restarts,
-                                               project=project)}
+            "steps": [a.steps for a in result.attempts], "steps_to_eps": [a.steps_to_eps for a in result.attempts],
+            "history": result.history, "eps": result.eps, "answer": result.chosen,
+            "settings": dict(eps=check_number(eps, "eps"), steps=steps, lr=lr, geocross_weight=geocross_weight,
+                             seed=seed, restarts=restarts, project=project, stop=stop)}
 
 
 def render_pulse(result: dict):
@@ -55,8 +55,9 @@ def render_pulse(result: dict):
         ok = "ok" if result["success"][r] else "not within eps"
         show(fig.add_subplot(grid[0, extra + r]), out, f"restart {r + 1}" + (" (answer)" if r == result["answer"]
                                                                             else ""))
-        show(fig.add_subplot(grid[1, extra + r]), down, f"DS: L2 {result['l2'][r]:.1e}\n{ok}, {result['steps'][r]} "
-                                                        f"steps")
+        reached = result.get("steps_to_eps", [None] * len(outputs))[r]
+        when = f"eps at step {reached}" if reached is not None else f"{result['steps'][r]} steps"
+        show(fig.add_subplot(grid[1, extra + r]), down, f"DS: L2 {result['l2'][r]:.1e}\n{ok}, {when}")
     ax = fig.add_subplot(grid[:, cols:])
     history = result["history"]
     for r in sorted(set(history["restart"])):
@@ -71,7 +72,8 @@ def render_pulse(result: dict):
 
 
 def pulse_panel(low, generators, *, truth=None, steps: int = 100, restarts: int = 3):
-    """Controls for eps, steps, lr, GEOCROSS weight, seed, restarts and the generator (``generators``: a dict
+    """Controls for eps, steps, lr, GEOCROSS weight, the stopping rule (best iterate of all steps, the authors'; or
+    the first within eps), seed, restarts and the generator (``generators``: a dict
     {label: generator or name}, e.g. {"balanced": G_b, "skewed": G_s}), and a Run button -> :func:`pulse_demo` +
     :func:`render_pulse`."""
     if not isinstance(generators, dict) or not generators:
@@ -81,14 +83,15 @@ def pulse_panel(low, generators, *, truth=None, steps: int = 100, restarts: int 
         "log_eps": widgets.FloatSlider(value=-2.7, min=-4, max=-1, step=0.1, description="log10 eps"),
         "steps": widgets.IntSlider(value=steps, min=5, max=max(400, steps), step=5, description="steps"),
         "lr": widgets.FloatSlider(value=0.4, min=0.05, max=1.0, step=0.05, description="lr"),
-        "geocross_weight": widgets.FloatSlider(value=0.05, min=0, max=0.5, step=0.01, description="GEOCROSS w"),
+        "geocross_weight": widgets.FloatSlider(value=0.05, min=0, max=1.0, step=0.01, description="GEOCROSS w"),
+        "stop": widgets.Dropdown(options=["best", "first"], value="best", description="stop"),
         "seed": widgets.IntText(value=0, description="seed"),
         "restarts": widgets.IntSlider(value=restarts, min=1, max=max(6, restarts), description="restarts"),
     }
 
-    def compute(generator, log_eps, steps, lr, geocross_weight, seed, restarts):
+    def compute(generator, log_eps, steps, lr, geocross_weight, stop, seed, restarts):
         return pulse_demo(low, generators[generator], 10 ** log_eps, steps, lr, geocross_weight, seed, restarts,
-                          truth=truth)
+                          truth=truth, stop=stop)
 
     return make_panel(compute, render_pulse, controls, run_button=True,
                       title="PULSE: search the generator's latent space for faces that downscale to the input")
