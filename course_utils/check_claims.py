@@ -31,12 +31,25 @@ from pathlib import Path
 _OPS = {">": lambda m, t: m > t, ">=": lambda m, t: m >= t, "<": lambda m, t: m < t, "<=": lambda m, t: m <= t}
 
 
-def claim(name: str, measured, op: str, threshold, *, unit: str = "") -> float:
+class Margin(float):
+    """A claim's margin: a float that reads as a sentence where a notebook shows it (a cell ending in ``claim(...)``
+    displays ``the claim holds with a margin of +1.64 dB``, not a bare number)."""
+
+    def __new__(cls, value: float, unit: str = ""):
+        margin = super().__new__(cls, value)
+        margin.unit = unit
+        return margin
+
+    def __repr__(self) -> str:
+        return f"the claim holds with a margin of {float(self):+.3g}{' ' + self.unit if self.unit else ''}"
+
+
+def claim(name: str, measured, op: str, threshold, *, unit: str = "") -> Margin:
     """Assert ``measured op threshold`` (op one of > >= < <=), print the margin and record it.
 
     The margin is how far the measurement is on the right side of the threshold (``measured - threshold`` for
     > and >=, ``threshold - measured`` for < and <=), in the claim's own unit; negative means the claim failed.
-    Returns the margin. A NaN measurement fails."""
+    Returns the margin (a :class:`Margin`). A NaN measurement fails."""
     if op not in _OPS:
         raise ValueError(f"op must be one of {sorted(_OPS)}, got {op!r}")
     if not isinstance(name, str) or not name:
@@ -55,7 +68,7 @@ def claim(name: str, measured, op: str, threshold, *, unit: str = "") -> float:
     if not holds:
         raise AssertionError(f"claim failed: {text}")
     print(f"claim holds: {text}")
-    return margin
+    return Margin(margin, unit)
 
 
 # ----------------------------------------------------------------------------------------------------------------

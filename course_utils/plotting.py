@@ -67,6 +67,25 @@ def zoom_box(image, top: float, left: float, zoom: int) -> tuple:
     return round(top * (h - zoom)), round(left * (w - zoom)), zoom, zoom
 
 
+def detail_box(image, zoom: int) -> tuple:
+    """The ``zoom`` x ``zoom`` window of ``image`` (C, H, W) with the most fine detail (the largest energy of
+    image - blur(image), sigma 1), so a zoom shows texture and edges, never a flat or black patch.
+    -> (top, left, height, width) for ``show_images(zoom=...)``."""
+    import torch.nn.functional as F
+
+    from ._checks import check_image
+    from .operators import GaussianBlur
+
+    check_image(image, "image", ndim=3)
+    h, w = image.shape[-2:]
+    zoom = max(8, min(int(zoom), h, w))
+    gray = image.float().mean(0, keepdim=True)
+    energy = ((gray - GaussianBlur(1.0)(gray)) ** 2)[None]                     # (1, 1, H, W)
+    window = F.avg_pool2d(energy, zoom, stride=1)[0, 0]                         # (H - zoom + 1, W - zoom + 1)
+    top, left = divmod(int(window.argmax()), window.shape[1])
+    return top, left, zoom, zoom
+
+
 def plot_history(history: dict, keys, *, x_key: str = "iter", logx: bool = False, logy: bool = False,
                  title: str = "", ylabel: str = "", xlabel: str = "iteration", ax=None, labels=None):
     """Plot ``history[key]`` against ``history[x_key]`` for each key (histories are dicts of lists, as returned by

@@ -20,8 +20,9 @@ def test_claim_margins_and_failure(monkeypatch, tmp_path, capsys):
     with pytest.raises(AssertionError):
         claim("strict", 1.0, ">", 1.0)
     assert claim("not strict", 1.0, ">=", 1.0) == 0
+    assert repr(claim("words", 3.0, ">", 1.0, unit="dB")) == "the claim holds with a margin of +2 dB"
     records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r["holds"] for r in records] == [True, True, False, False, False, True]
+    assert [r["holds"] for r in records] == [True, True, False, False, False, True, True]
     assert records[2] == {"claim": "too small", "measured": 0.5, "op": ">", "threshold": 1.0, "margin": -0.5,
                           "unit": "", "holds": False}
     with pytest.raises(ValueError, match="op must be one of"):

@@ -41,3 +41,15 @@ def test_check_image_rejects_inf(rgb):
         metrics.psnr(bad, rgb)
     with pytest.raises(ValueError, match="must have 1 or 3 channel"):
         metrics.sr_psnr(torch.rand(4, 20, 20), torch.rand(4, 20, 20), 2)
+
+
+def test_detail_box_finds_the_texture_not_the_flat_part():
+    import torch
+
+    from course_utils.plotting import detail_box
+
+    image = torch.zeros(3, 64, 64)
+    image[:, 40:56, 8:24] = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))   # texture here
+    top, left, h, w = detail_box(image, 16)
+    assert (h, w) == (16, 16) and abs(top - 40) <= 3 and abs(left - 8) <= 3
+    assert detail_box(image, 200)[2:] == (64, 64)                              # clamped to the image

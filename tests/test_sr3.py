@@ -610,3 +610,15 @@ def test_projected_sampling_explains_the_input(sampler):
     row = sr3.evaluate_samples(model, torch.rand(3, 32, 28, generator=_gen(2)), samples=2, generator=_gen(3),
                                project=True)
     assert row["project"] is True and row["consistency"] < 1e-4 and 0 <= row["lattice"] <= 1
+
+
+def test_consistency_claim_of_notebook_06_fails_on_wrong_samplers():
+    """Notebook 06 asserts: projected SR3 samples explain the input within 3x the regression's consistency. The
+    paper's sampler on the shipped 8,000-step model, or bicubic in SR3's place, must fail that claim."""
+    model, regression = checkpoints.load_checkpoint("sr3", 4), checkpoints.load_checkpoint("sr3-regression", 4)
+    high, low = sr.make_low_res(images.center_crop(images.load_skimage("astronaut"), 32), 4)
+    reg_c = sr.consistency(regression.upscale(low), low, 4)
+    ratio = lambda out: sr.consistency(out, low, 4) / reg_c                  # noqa: E731
+    assert ratio(model.upscale(low, steps=10, generator=_gen(0), project=True)) < 3
+    assert ratio(model.upscale(low, steps=10, generator=_gen(0))) > 3         # the paper's sampler, this model
+    assert ratio(ops.Upsample(4)(low).clamp(0, 1)) > 3                        # bicubic
