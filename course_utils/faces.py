@@ -432,3 +432,24 @@ def valid(images: torch.Tensor) -> torch.Tensor:
     """Whether each image is a face of the world: every attribute :func:`read_attributes` reads is readable (an
     average of two faces, a blur or noise is not). (n, 3, H, W) -> (n,) bool; (3, H, W) -> () bool."""
     return read_attributes(images)["valid"]
+
+
+class FaceSampler:
+    """Training pairs drawn from the world itself: each call renders ``batch`` fresh faces of ``mix`` at ``size``
+    px and downsamples them with ``operators.Downsample(scale)``, the world's own low-res (notebooks 07-08). Same
+    interface as :class:`course_utils.sr.PatchSampler`: ``sample(batch, generator)`` -> (low (batch, 3, size/scale,
+    size/scale), high (batch, 3, size, size)) in [0, 1]; no flips or rotations (the world's faces are upright)."""
+
+    def __init__(self, mix="balanced", scale: int = 4, size: int = 32):
+        from .operators import Downsample
+
+        self.mix, self.size = mix, check_positive_int(size, "size", minimum=16)
+        mix_fraction(mix)                                          # a clear error for an unknown mix
+        self.scale = check_positive_int(scale, "scale", minimum=2)
+        if self.size % self.scale:
+            raise ValueError(f"scale must divide the faces' size {self.size}, got scale={scale}")
+        self.downsample = Downsample(self.scale)
+
+    def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        high, _ = render_faces(check_positive_int(batch, "batch"), self.mix, self.size, generator)
+        return self.downsample(high), high                         # (B, 3, s/scale, s/scale), (B, 3, s, s)

@@ -404,7 +404,8 @@ class EMA:
 # ~ 20 s, 1000 steps ~ 12 min). 8000 steps ~ 1 h per model with bf16.
 SR3_UNET = dict(channels=32, multipliers=[1, 2, 2], blocks=1, attention=[], dropout=0.0)
 _COMMON = dict(patch_hr=64, batch=8, lr=2e-4, warmup=200, lr_decay_at=(), lr_decay=1.0, ema_decay=0.999,
-               target="residual", residual_scale=RESIDUAL_SCALE, model=SR3_UNET, bf16=True, log_every=10)
+               target="residual", residual_scale=RESIDUAL_SCALE, model=SR3_UNET, bf16=True, log_every=10,
+               faces=None)   # faces: a mix name ("balanced", ...) trains on the face world (faces.FaceSampler)
 RECIPES = {
     # the paper: Adam 1e-4, batch 256, 1M steps, L1, EMA 0.9999, linear 1e-6 -> 1e-2 over T = 2000; here a CPU
     # budget of 8000 steps (lr 2e-4 with a 200-step warm-up, EMA 0.999 with warm-up, see EMA).
@@ -454,7 +455,13 @@ class SR3Trainer(Trainer):
         patch = -(-patch_hr // scale)                                           # low-res side
         while (patch * scale) % multiple:
             patch += 1
-        self.sampler = PatchSampler(load_images(patch * scale), scale, patch, channels=3)
+        if recipe.get("faces"):                                                 # the face world of 07-08
+            from .faces import FaceSampler
+
+            self.sampler = FaceSampler(recipe["faces"], scale, size=patch * scale)
+            self.data_source = f"faces.FaceSampler({recipe['faces']!r}, {scale}, size={patch * scale}): fresh faces"
+        else:
+            self.sampler = PatchSampler(load_images(patch * scale), scale, patch, channels=3)
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=recipe["lr"])
         self.info = {"patch_lr": patch, "patch_hr": patch * scale, "parameters": self.online.n_parameters}
 

@@ -622,3 +622,23 @@ def test_consistency_claim_of_notebook_06_fails_on_wrong_samplers():
     assert ratio(model.upscale(low, steps=10, generator=_gen(0), project=True)) < 3
     assert ratio(model.upscale(low, steps=10, generator=_gen(0))) > 3         # the paper's sampler, this model
     assert ratio(ops.Upsample(4)(low).clamp(0, 1)) > 3                        # bicubic
+
+
+def test_face_world_training_draws_fresh_upright_faces(tmp_path):
+    """recipe faces=<mix>: pairs rendered by faces.FaceSampler (the world's own x4 low-res), no augmentation."""
+    from course_utils import faces, operators
+
+    sampler = faces.FaceSampler("balanced", 4, size=32)
+    low, high = sampler.sample(3, torch.Generator().manual_seed(0))
+    assert low.shape == (3, 3, 8, 8) and high.shape == (3, 3, 32, 32)
+    again, _ = faces.render_faces(3, "balanced", 32, torch.Generator().manual_seed(0))
+    assert torch.equal(high, again)                                            # upright, as rendered
+    assert torch.allclose(low, operators.Downsample(4)(high))
+    with pytest.raises(ValueError, match="scale"):
+        faces.FaceSampler("balanced", 3, size=32)
+    with pytest.raises(ValueError):
+        faces.FaceSampler("no such mix", 4)
+    run = train.train("sr3", 4, 2, tmp_path / "f.pt", progress=False, faces="balanced", patch_hr=32,
+                      **{k: v for k, v in _TINY_RECIPE.items() if k != "patch_hr"})
+    assert run["data"]["source"].startswith("faces.FaceSampler('balanced', 4, size=32)")
+    assert run["recipe"]["patch_hr"] == 32 and run["recipe"]["faces"] == "balanced"
