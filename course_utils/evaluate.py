@@ -5,6 +5,7 @@
     python -m course_utils.evaluate pulse --generator skewed --n 50 --group dark [--seed S] [--json PATH]
     python -m course_utils.evaluate sr --model sr3 --scale 4 --images DIR --steps 25 --samples 4 [--sampler ddim]
     python -m course_utils.evaluate sr --model srgan --scale 4 --images ../shared/datasets/sr-train --held-out --crop 128
+    python -m course_utils.evaluate posterior --method pulse-skewed --scale 8 --n 30 --samples 8 [--seed S] [--json PATH]
 
 JSON: {"task", "method", "images": [{"name", "psnr", "ssim", ...}], "mean": {"psnr", "ssim"}}.
 """
@@ -222,6 +223,27 @@ def _pulse(args) -> dict:
     return report
 
 
+def _posterior(args) -> dict:
+    """Judge a method against the face world's posterior (``course_utils.posterior.evaluate``): PSNR, consistency,
+    validity, calibration error against the posterior (and its floor), diversity, the dark group's tone shift."""
+    from . import posterior
+
+    try:
+        if args.method not in posterior.METHODS:
+            raise ValueError(f"--method must be one of {sorted(posterior.METHODS)}, got {args.method!r}")
+        if args.samples < 1 or args.n < 1:
+            raise ValueError(f"--samples and --n must be integers >= 1, got --samples {args.samples} --n {args.n}")
+        posterior.check_scale(args.scale, "--scale")
+        report = posterior.evaluate(args.method, args.scale, args.n, args.samples, seed=args.seed, mix=args.mix)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print(posterior.summary(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
 def _sr_models() -> dict:
     from .sr import MODELS, import_paper_modules
 
@@ -279,6 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--download", action="store_true", help="allow downloading stylegan2-ffhq (opt-in)")
     pl.add_argument("--json", type=Path, default=None)
     pl.set_defaults(run=_pulse)
+    po = tasks.add_parser("posterior", help="the face world: calibration against the known posterior")
+    po.add_argument("--method", required=True, help="a method of course_utils.posterior.METHODS")
+    po.add_argument("--scale", type=int, required=True, help="4 (8x8 inputs) or 8 (4x4); any divisor of 32")
+    po.add_argument("--n", type=int, default=30, help="number of low-res inputs")
+    po.add_argument("--samples", type=int, default=8, help="K outputs per input")
+    po.add_argument("--seed", type=int, default=0)
+    po.add_argument("--mix", default="balanced", help="the world's composition: a name of faces.MIXES")
+    po.add_argument("--json", type=Path, default=None)
+    po.set_defaults(run=_posterior)
     return parser
 
 

@@ -106,3 +106,24 @@ def plot_history(history: dict, keys, *, x_key: str = "iter", logx: bool = False
     if len(keys) > 1 or labels:
         ax.legend()
     return ax
+
+
+def plot_reliability(data: dict, *, ax=None, title: str = "", label: str | None = None):
+    """Reliability diagram from :func:`course_utils.posterior.reliability` data: accuracy against mean confidence
+    per bin (a calibrated classifier lies on the diagonal), each bin's point sized by its share of the samples,
+    the ECE in the legend. Returns the axes."""
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.5, 3.5))
+    confidence, accuracy = np.asarray(data["confidence"], float), np.asarray(data["accuracy"], float)
+    share = np.asarray(data["count"], float) / max(sum(data["count"]), 1)
+    keep = np.isfinite(confidence) & np.isfinite(accuracy)
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+    ax.plot(confidence[keep], accuracy[keep], "-", lw=1)
+    ax.scatter(confidence[keep], accuracy[keep], s=20 + 300 * share[keep],
+               label=f"{label + ': ' if label else ''}ECE {data['ece']:.3f}")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top class)", ylabel="accuracy", title=title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
