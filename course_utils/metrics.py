@@ -341,3 +341,18 @@ def fool_rate(real: torch.Tensor, fake: torch.Tensor, *, steps: int = 200, batch
     with torch.no_grad():
         fake_score, real_score = critic(fake[half:]), critic(real[half:])
     return float(((fake_score > real_score).float() + 0.5 * (fake_score == real_score).float()).mean())
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float | None, float | None]:
+    """(mean, low, high): the Student-t confidence interval (``level``) of the mean of ``values`` (a 1-D sequence,
+    array or tensor): mean -+ t_{(1+level)/2, n-1} s / sqrt(n). low and high are None when n < 2."""
+    import math
+
+    from scipy import stats
+
+    values = np.asarray(torch.as_tensor(values, dtype=torch.float64).reshape(-1))
+    mean = float(values.mean()) if values.size else float("nan")
+    if values.size < 2:
+        return mean, None, None
+    half = float(stats.t.ppf(0.5 + level / 2, values.size - 1)) * float(values.std(ddof=1)) / math.sqrt(values.size)
+    return mean, mean - half, mean + half

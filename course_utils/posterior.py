@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from . import faces
 from . import operators as ops
 from ._checks import check_image, check_positive_int
+from .metrics import t_interval
 
 #: the face world's image side (the course's generators are 32 px)
 WORLD_SIZE = 32
@@ -572,18 +573,6 @@ register_method("oracle", _oracle, "reference: the true face with its attributes
 
 # ----------------------------------------------------------------------------------------------------------------
 # the evaluation
-
-def t_interval(values, level: float = 0.95) -> tuple[float, float | None, float | None]:
-    """(mean, low, high): the Student-t confidence interval of the mean of ``values`` (None when n < 2)."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=np.float64)
-    mean = float(values.mean()) if values.size else float("nan")
-    if values.size < 2:
-        return mean, None, None
-    half = float(stats.t.ppf(0.5 + level / 2, values.size - 1)) * float(values.std(ddof=1)) / math.sqrt(values.size)
-    return mean, mean - half, mean + half
-
 
 def evaluate(method: str, scale: int, n: int = 30, samples: int = 8, *, seed: int = 0, mix="balanced",
              posterior_seed: int = 0, options: dict | None = None, return_images: bool = False) -> dict:

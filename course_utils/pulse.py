@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from . import checkpoints, faces
 from . import operators as ops
 from ._checks import check_image, check_number, check_positive_int, check_tensor
+from .metrics import t_interval
 from .pretrained import fetch
 from .sr import SRModel, Trainer, register_model
 from .stylegan import (Discriminator, StyleGAN2Generator, StyleGenerator, copy_for_ema, fit_gaussian,
@@ -724,18 +725,6 @@ def default_scale(G: StyleGAN2Generator) -> int:
     return 8 if G.size <= 64 else G.size // 32
 
 
-def _t_interval(values: torch.Tensor, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the Student-t confidence interval of the mean of ``values`` (1-D)."""
-    from scipy import stats
-
-    n = values.numel()
-    mean = float(values.mean())
-    if n < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * float(values.std(unbiased=True)) / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
 def evaluate(generator_model="pulse-balanced", n: int = 50, *, seed: int = 0, scale: int | None = None,
              eps: float = 2e-3, steps: int = 100, restarts: int = 3, mix="balanced", group: str | None = None,
              lr: float = 0.4, geocross_weight: float = 0.05, stop: str = "best", progress: bool = False,
@@ -783,7 +772,9 @@ def evaluate(generator_model="pulse-balanced", n: int = 50, *, seed: int = 0, sc
              "fit_rmse": round(float(read_out["fit_rmse"][i]), 4)} for i, r in enumerate(results)]
     tone_in = torch.tensor([r["tone_input"] for r in rows])
     tone_out = torch.tensor([r["tone_output"] for r in rows])
-    shift, low_ci, high_ci = _t_interval(tone_out - tone_in)
+    shift, low_ci, high_ci = t_interval(tone_out - tone_in)
+    if low_ci is None:                                                       # one input: no interval
+        low_ci = high_ci = float("nan")
     kept = read_out["valid"] & (read_out["eye"] == attributes["eye"]) & (read_out["hair"] == attributes["hair"]) \
         & (read_out["glasses"] == attributes["glasses"])
     result = {

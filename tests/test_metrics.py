@@ -186,3 +186,13 @@ def test_fool_rate_tells_blur_from_truth_and_ties_are_half():
         metrics.fool_rate(high[:3], high[:3])
     with pytest.raises(ValueError, match="same shape"):
         metrics.fool_rate(high, blurred[:, :, :16])
+
+
+def test_t_interval_is_scipys_student_t_interval_and_none_below_two_values():
+    from scipy import stats
+
+    values = [0.1, 0.4, -0.2, 0.3, 0.05]
+    mean, low, high = metrics.t_interval(torch.tensor(values))
+    want = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert mean == pytest.approx(np.mean(values)) and (low, high) == pytest.approx(want)
+    assert metrics.t_interval([0.3]) == (0.3, None, None)
