@@ -10,7 +10,8 @@ from .runtime import device, profile, seed_everything, settings
 
 __version__ = "0.1.0"
 
-#: Where the course lives; the notebooks' Colab setup cells install from here (tests check they agree).
+#: Where the course lives, set here only: the notebooks' Colab badges and setup cells are written from it by
+#: ``python tools/set_setup_cell.py notebooks/*.ipynb`` (``--repo owner/name`` points everything at a fork).
 REPOSITORY_URL = "https://github.com/open-course/dip-to-sr3-pulse"
 
 __all__ = ["REPOSITORY_URL", "__version__", "center_crop", "device", "image_set", "load_image", "modcrop",

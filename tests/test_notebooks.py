@@ -1,11 +1,10 @@
-"""Static checks of the committed notebooks (nbval executes them separately: see pyproject's addopts)."""
+"""Static checks of the committed notebooks (nbval executes them separately: see pyproject's addopts; the Colab
+badge and setup cell: test_colab_setup.py)."""
 import json
 import re
 from pathlib import Path
 
 import pytest
-
-import course_utils
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -13,18 +12,6 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 def test_there_are_notebooks():
     assert NOTEBOOKS and NOTEBOOKS[0].name.startswith("00_")
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_colab_badge_and_setup_cell(path):
-    cells = json.loads(path.read_text())["cells"]
-    badge = "".join(cells[0]["source"])
-    assert cells[0]["cell_type"] == "markdown"
-    assert f"colab.research.google.com/github/{course_utils.REPOSITORY_URL.split('github.com/')[1]}" \
-           f"/blob/main/notebooks/{path.name}" in badge
-    setup = "".join(cells[1]["source"])
-    assert cells[1]["cell_type"] == "code" and '"google.colab" in sys.modules' in setup
-    assert re.search(r'REPO_URL = "([^"]+)"', setup).group(1) == course_utils.REPOSITORY_URL
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
