@@ -28,7 +28,7 @@ PAPER_MODULES = ("course_utils.dip", "course_utils.srcnn", "course_utils.srgan",
 BUILDERS: dict = {}
 
 __all__ = ["BUILDERS", "PAPER_MODULES", "REGISTRY", "WEIGHTS_DIR", "available", "filename", "key", "load_checkpoint",
-           "read_registry", "register", "register_builder", "sha256"]
+           "read_registry", "register", "register_builder", "sha256", "ship"]
 
 
 def register_builder(name: str, builder) -> None:
@@ -125,3 +125,30 @@ def load_checkpoint(name: str, scale: int | None = None, *, weights_dir=None, re
                          f"{_retrain(name, scale, entry)}") from None
     model.checkpoint_info = {k: v for k, v in checkpoint.items() if k not in ("state_dict",)}
     return model.to(map_location).eval()
+
+
+def ship(path, name: str | None = None, *, weights_dir=None, registry=None) -> dict:
+    """Ship a finished run's checkpoint ``path`` (written by ``course_utils.train --out``): copy it to
+    ``weights/<name>_x<scale>.pt`` and register it, under ``name`` (default: the name it was trained under; a
+    run trained under another name, e.g. ``sr3`` with the face-world recipe set by ``--set``, is renamed: its
+    command names ``name``, the original one is kept in ``trained_as``). The file must load into ``name``'s model; returns the registry entry."""
+    path = Path(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "command" not in checkpoint:
+        raise ValueError(f"path {path} is not a finished course_utils.train checkpoint (a .resume file is not)")
+    name = name or checkpoint["name"]
+    builder = _builder(name)
+    if builder is None:
+        raise ValueError(f"name must be one of the trained models {sorted(BUILDERS)}, got {name!r}")
+    scale, config = checkpoint.get("scale"), checkpoint.get("config", {})
+    model = builder(scale, **config) if scale is not None else builder(**config)
+    model.load_state_dict(checkpoint["state_dict"])                            # refuses a file of another model
+    if name != checkpoint["name"]:   # the same command under the new name (its --set values are all recorded)
+        command = checkpoint["command"].replace(f"train {checkpoint['name']} ", f"train {name} ", 1)
+        checkpoint = {**checkpoint, "name": name, "command": command,
+                      "trained_as": {"name": checkpoint["name"], "command": checkpoint["command"]}}
+    weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    out = weights_dir / filename(name, scale)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, out)
+    return register(out, checkpoint, registry if registry is not None else weights_dir / REGISTRY.name)

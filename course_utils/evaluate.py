@@ -234,7 +234,11 @@ def _posterior(args) -> dict:
         if args.samples < 1 or args.n < 1:
             raise ValueError(f"--samples and --n must be integers >= 1, got --samples {args.samples} --n {args.n}")
         posterior.check_scale(args.scale, "--scale")
-        report = posterior.evaluate(args.method, args.scale, args.n, args.samples, seed=args.seed, mix=args.mix)
+        if args.steps is not None and args.steps < 1:
+            raise ValueError(f"--steps must be an integer >= 1, got {args.steps}")
+        options = {"steps": args.steps} if args.steps is not None else {}
+        report = posterior.evaluate(args.method, args.scale, args.n, args.samples, seed=args.seed, mix=args.mix,
+                                    options=options)
     except (ValueError, TypeError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     print(posterior.summary(report))
@@ -308,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     po.add_argument("--samples", type=int, default=8, help="K outputs per input")
     po.add_argument("--seed", type=int, default=0)
     po.add_argument("--mix", default="balanced", help="the world's composition: a name of faces.MIXES")
+    po.add_argument("--steps", type=int, default=None,
+                    help="sr3: reverse steps (default the model's 100); pulse-*: search steps (default 100)")
     po.add_argument("--json", type=Path, default=None)
     po.set_defaults(run=_posterior)
     return parser

@@ -293,11 +293,11 @@ def train_classifier(scale: int, mix="balanced", seed: int = 0, *, pool: int | N
     sum of the heads' cross-entropies, ``steps`` batches of ``batch``; then one temperature per head fitted on
     ``held_out`` fresh faces and the calibration measured on another ``held_out`` (accuracy, ECE with 10 bins,
     NLL vs the prior's). Defaults by profile (:data:`CLASSIFIER_SETTINGS`)."""
-    from .runtime import profile
+    from .runtime import settings
 
     scale = check_scale(scale)
     faces.mix_fraction(mix)
-    cfg = dict(CLASSIFIER_SETTINGS[profile()])
+    cfg = settings(**CLASSIFIER_SETTINGS)   # a copy of the profile's dict (smoke mode: steps cut)
     cfg.update({k: v for k, v in dict(pool=pool, steps=steps, held_out=held_out).items() if v is not None})
     cfg.update(batch=batch, lr=lr, hidden=hidden)
     start = time.perf_counter()
@@ -411,11 +411,11 @@ def classifier(scale: int, mix="balanced", seed: int = 0) -> PosteriorClassifier
     """The posterior classifier for (scale, mix, seed): the shipped one where there is one (:data:`SHIPPED`,
     sha256-checked), else :func:`train_classifier` with the profile's budget (ci: seconds, cpu: about a minute),
     trained once per process and cached in memory."""
-    from .runtime import profile
+    from .runtime import profile, smoke
 
     scale = check_scale(scale)
     shipped = SHIPPED.get((scale, mix, seed))
-    key = (scale, mix, seed, "shipped" if shipped else profile())
+    key = (scale, mix, seed, "shipped" if shipped else profile() + ("-smoke" if smoke() else ""))
     if key not in _CLASSIFIERS:
         _CLASSIFIERS[key] = (load_classifier(WEIGHTS_DIR / shipped[0], shipped[1]) if shipped
                              else train_classifier(scale, mix, seed))
@@ -529,13 +529,14 @@ def pulse_sampler(generator_name: str):
 
 def sr_model_sampler(model_name: str):
     """A sampler from any model of the course's SR registry (``sr.load_model(model_name, scale)``): K calls of
-    ``upscale`` with the same ``generator`` (a deterministic model gives K equal answers)."""
+    ``upscale`` with the same ``generator`` and ``options`` (e.g. SR3's ``steps``, ``project``; a deterministic
+    model gives K equal answers)."""
     def sample(low, scale, samples, generator, world, **options):
         from .sr import load_model
 
         model = load_model(model_name, scale)
         with torch.no_grad():
-            out = torch.stack([model.upscale(low, generator=generator) for _ in range(samples)], dim=1)
+            out = torch.stack([model.upscale(low, generator=generator, **options) for _ in range(samples)], dim=1)
         return out.clamp(0, 1)
     return sample
 
@@ -567,6 +568,10 @@ register_method("pulse-balanced", pulse_sampler("pulse-balanced"),
                 "PULSE with the generator trained on the balanced mix: K searches from random starts")
 register_method("pulse-skewed", pulse_sampler("pulse-skewed"),
                 "PULSE with the generator trained on the skewed (90 % light) mix: K searches from random starts")
+register_method("regression", sr_model_sampler("sr3-regression-faces"),
+                "the SR3 UNet trained on the world with L2, one pass (deterministic: K equal answers)")
+register_method("sr3", sr_model_sampler("sr3-faces"),
+                "SR3 trained on the world: K reverse-diffusion samples (options: steps, project)")
 register_method("oracle", _oracle, "reference: the true face with its attributes drawn from the posterior "
                                    "(uses the truth; shows what a calibrated sampler scores)")
 

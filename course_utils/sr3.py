@@ -329,6 +329,8 @@ def _build_regression(scale: int = 4, *, unet: dict | None = None, **options) ->
 _TINY_UNET = dict(channels=4, multipliers=[1, 2], blocks=1, norm_groups=4)
 register_model("sr3", _build_sr3, tiny=dict(unet=_TINY_UNET, schedule=dict(T=20), steps=3))
 register_model("sr3-regression", _build_regression, tiny=dict(unet=_TINY_UNET))
+register_model("sr3-faces", _build_sr3, tiny=dict(unet=_TINY_UNET, schedule=dict(T=20), steps=3))
+register_model("sr3-regression-faces", _build_regression, tiny=dict(unet=_TINY_UNET))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -422,12 +424,20 @@ RECIPES = {
     # at 25.9 / 30.6 dB on the crops above, the image form at 22.2 / 23.8, below bicubic).
     "sr3-regression": dict(_COMMON, steps=8000, loss="l2"),
 }
+# The face world of notebooks 07-08 (issue 25): the same models and objectives trained on fresh rendered faces
+# (faces.FaceSampler, 32 px, x4 or x8) instead of natural-image patches; 20,000 steps of 16 faces ~ 76 min on one
+# thread. Separate names, so that their checkpoints sit beside the natural-image ones.
+FACES = dict(faces="balanced", patch_hr=32, batch=16, steps=20000)
+RECIPES["sr3-faces"] = dict(RECIPES["sr3"], **FACES)
+RECIPES["sr3-regression-faces"] = dict(RECIPES["sr3-regression"], **FACES)
+#: the recipes whose model is :class:`SR3` (the others are :class:`SR3Regression`)
+DIFFUSION = ("sr3", "sr3-faces")
 
 
 def model_config(name: str, recipe: dict) -> dict:
-    """The builder arguments of ``name`` ('sr3' or 'sr3-regression') for a recipe (what the checkpoint stores)."""
+    """The builder arguments of ``name`` (a key of ``RECIPES``) for a recipe (what the checkpoint stores)."""
     config = dict(unet=dict(recipe["model"]), target=recipe["target"], residual_scale=recipe["residual_scale"])
-    if name == "sr3":
+    if name in DIFFUSION:
         schedule = {"kind": recipe["schedule"], "T": recipe["T"]}
         if recipe["schedule"] == "linear":
             schedule.update(start=recipe["beta_start"], end=recipe["beta_end"])

@@ -169,3 +169,31 @@ def test_shipped_registry_matches_files():
         assert getattr(model, "scale", None) == entry["scale"]
     total = sum(p.stat().st_size for p in checkpoints.WEIGHTS_DIR.glob("*.pt"))
     assert total < 50e6
+
+
+def test_ship_copies_registers_and_renames(tmp_path, tiny_images):
+    checkpoint = _train(tmp_path, tiny_images, 1)
+    weights = tmp_path / "weights"
+    entry = checkpoints.ship(tmp_path / "espcn_x2.pt", weights_dir=weights)
+    assert entry["file"] == "espcn_x2.pt" and entry["sha256"] == checkpoints.sha256(weights / "espcn_x2.pt")
+    model = checkpoints.load_checkpoint("espcn", 2, weights_dir=weights)
+    assert torch.equal(model.state_dict()["conv1.weight"], checkpoint["state_dict"]["conv1.weight"])
+    with pytest.raises(RuntimeError):                                        # an espcn file is not an srcnn
+        checkpoints.ship(tmp_path / "espcn_x2.pt", "srcnn", weights_dir=weights)
+    with pytest.raises(ValueError, match="name must be one of"):
+        checkpoints.ship(tmp_path / "espcn_x2.pt", "nope", weights_dir=weights)
+    torch.save({"name": "espcn", "step": 1, "model": checkpoint["state_dict"]}, tmp_path / "run.resume")
+    with pytest.raises(ValueError, match="not a finished"):
+        checkpoints.ship(tmp_path / "run.resume", weights_dir=weights)
+
+
+def test_face_world_recipes_differ_from_the_natural_ones_only_in_the_data():
+    from course_utils import sr3
+
+    for name, base in [("sr3-faces", "sr3"), ("sr3-regression-faces", "sr3-regression")]:
+        recipe, natural = sr3.RECIPES[name], sr3.RECIPES[base]
+        assert {k for k in recipe if recipe[k] != natural[k]} == {"faces", "patch_hr", "batch", "steps"}
+        assert recipe["faces"] == "balanced" and recipe["steps"] == 20000
+    assert isinstance(sr.build_model("sr3-faces", 4, **sr.MODELS["sr3-faces"].tiny), sr3.SR3)
+    assert isinstance(sr.build_model("sr3-regression-faces", 4, **sr.MODELS["sr3-regression-faces"].tiny),
+                      sr3.SR3Regression)

@@ -152,3 +152,14 @@ def test_pulse_gives_k_answers_per_input():
     report = P.evaluate("pulse-skewed", 8, 2, 2, options=dict(steps=2, restarts=1), return_images=True)
     assert report["images"]["outputs"].shape == (2, 2, 3, 32, 32)
     assert report["mean"]["diversity"] > 0                                      # independent random starts
+
+
+def test_sr3_on_the_world_gives_k_different_answers_and_needs_its_scale(capsys):
+    report = P.evaluate("sr3", 4, 2, 2, options=dict(steps=2), return_images=True)
+    assert report["images"]["outputs"].shape == (2, 2, 3, 32, 32)
+    assert report["mean"]["diversity"] > 0 and report["options"] == {"steps": 2}
+    assert "regression" in P.METHODS
+    with pytest.raises(SystemExit, match="no shipped sr3-faces checkpoint for scale=16"):
+        evaluate.main(["posterior", "--method", "sr3", "--scale", "16", "--n", "1", "--samples", "1"])
+    with pytest.raises(SystemExit, match="--steps must be"):
+        evaluate.main(["posterior", "--method", "sr3", "--scale", "4", "--steps", "0"])
