@@ -49,11 +49,18 @@ def claim(name: str, measured, op: str, threshold, *, unit: str = "") -> Margin:
 
     The margin is how far the measurement is on the right side of the threshold (``measured - threshold`` for
     > and >=, ``threshold - measured`` for < and <=), in the claim's own unit; negative means the claim failed.
-    Returns the margin (a :class:`Margin`). A NaN measurement fails."""
+    Returns the margin (a :class:`Margin`). A NaN measurement fails. In smoke mode (``COURSE_SMOKE=1``, see
+    :mod:`course_utils.runtime`) nothing is asserted or logged: it prints ``claim skipped (smoke): ...`` and
+    returns a NaN margin."""
     if op not in _OPS:
         raise ValueError(f"op must be one of {sorted(_OPS)}, got {op!r}")
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
+    from .runtime import smoke
+
+    if smoke():   # COURSE_SMOKE: the loops were cut, so the numbers mean nothing; the code path ran
+        print(f"claim skipped (smoke): {name}: {measured} {op} {threshold}")
+        return Margin(float("nan"), unit)
     measured, threshold = float(measured), float(threshold)
     margin = measured - threshold if op in (">", ">=") else threshold - measured
     holds = not math.isnan(measured) and _OPS[op](measured, threshold)
