@@ -81,10 +81,12 @@ def smoke() -> bool:
 SMOKE_LENGTH = 2
 #: settings keys that set a loop's length, besides every key that is or ends in ``iters`` / ``steps``;
 #: in smoke mode each is cut to at most SMOKE_LENGTH (a tuple of lengths: each entry, duplicates dropped)
-SMOKE_LOOP_KEYS = ("samples", "answers", "n_success", "n_bias", "n_images", "step_list")
+SMOKE_LOOP_KEYS = ("samples", "answers", "n_success", "n_bias", "n_images", "step_list", "n_inputs",
+                   "n_inputs_x8")
 #: loops whose code needs more than SMOKE_LENGTH: notebook 06 plots a 5-step moving mean of its live training,
-#: notebook 07's fool rate needs 4 (truth, answer) pairs and its bias study a confidence interval
-SMOKE_FLOORS = {"live_steps": 5, "n_success": 4, "n_bias": 4}
+#: notebook 07's fool rate needs 4 (truth, answer) pairs and its bias study a confidence interval, as
+#: notebook 08's tone shifts do
+SMOKE_FLOORS = {"live_steps": 5, "n_success": 4, "n_bias": 4, "n_inputs": 4, "n_inputs_x8": 4}
 #: settings keys that set how often a loop logs: 1 in smoke mode, so a cut loop still records its history
 SMOKE_LOG_KEYS = ("every",)
 #: settings keys that are not loop lengths and stay at the profile's value in smoke mode: image and crop sizes,
