@@ -53,3 +53,14 @@ def test_invisible_fraction_checker():
     image = load_skimage("chelsea", size=64)
     values = [ex.invisible_fraction(image, s) for s in (2, 4, 8)]
     assert values == sorted(values) and 0 < values[0] < 0.1                          # grows with the scale
+
+
+def test_value_answers_may_be_functions():
+    def todo():
+        raise NotImplementedError
+
+    assert ex.check_sigma_for_psnr(lambda: 25.5) is True
+    assert ex.check_sigma_for_psnr(todo) is None
+    right = lambda x, g: ops.Downsample(2)(ops.GaussianNoise(10)(x, g))  # noqa: E731
+    assert ex.check_noise_after_downsampling(right, lambda: ex.low_res_noise()) is True
+    assert ex.check_noise_after_downsampling(right, todo) is None

@@ -8,7 +8,7 @@ import torch
 from .. import operators as ops
 from ..images import load_skimage
 from ..metrics import psnr
-from . import run_check
+from . import answer, run_check
 
 
 def _pairs():
@@ -28,9 +28,13 @@ def check_psnr(my_psnr) -> bool | None:
     return run_check("PSNR by hand", check)
 
 
-def check_sigma_for_psnr(sigma: float, target_psnr: float = 20.0) -> bool | None:
-    """Exercise 2: the noise level (0-255 scale) whose expected PSNR is ``target_psnr`` (ignore clipping)."""
+def check_sigma_for_psnr(sigma, target_psnr: float = 20.0) -> bool | None:
+    """Exercise 2: the noise level (0-255 scale) whose expected PSNR is ``target_psnr`` (ignore clipping); a number
+    or a function returning it."""
+    given = sigma
+
     def check():
+        sigma = answer(given)
         if sigma is None or sigma is Ellipsis:
             raise NotImplementedError
         want = 255.0 * 10 ** (-target_psnr / 20.0)
@@ -52,8 +56,11 @@ def low_res_noise(sigma: float = 10.0, scale: int = 2) -> float:
 def check_noise_after_downsampling(noise_then_down, predicted_sigma) -> bool | None:
     """Exercise 3: ``noise_then_down(x, generator)`` = Gaussian noise sigma = 10 (0-255) drawn from ``generator``,
     then x2 bicubic downsampling; ``predicted_sigma``: the noise std (0-255) left in the low-res image, predicted
-    before measuring (the filter averages neighbouring pixels)."""
+    before measuring (the filter averages neighbouring pixels), a number or a function returning it."""
+    given = predicted_sigma
+
     def check():
+        predicted_sigma = answer(given)
         if predicted_sigma is None or predicted_sigma is Ellipsis:
             raise NotImplementedError
         x = load_skimage("astronaut", size=64)
