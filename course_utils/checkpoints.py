@@ -82,6 +82,12 @@ def available(name: str | None = None, registry=None) -> dict:
     return out.get(name, []) if name is not None else out
 
 
+def _build(builder, checkpoint: dict, scale):
+    """The untrained model a checkpoint's weights fit: ``builder(scale, **config)`` (no scale: ``builder(**config)``)."""
+    config = checkpoint.get("config", {})
+    return builder(scale, **config) if scale is not None else builder(**config)
+
+
 def _retrain(name, scale, entry=None) -> str:
     command = entry["command"] if entry else f"python -m course_utils.train {name} --scale {scale}"
     return f"rebuild it with:  {command}"
@@ -115,8 +121,7 @@ def load_checkpoint(name: str, scale: int | None = None, *, weights_dir=None, re
         raise ValueError(f"checkpoint file {path} is corrupted or was replaced (sha256 {digest[:12]}... differs "
                          f"from the registered {entry['sha256'][:12]}...); {_retrain(name, scale, entry)}")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = builder(scale, **checkpoint.get("config", {})) if scale is not None else \
-        builder(**checkpoint.get("config", {}))
+    model = _build(builder, checkpoint, scale)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
@@ -131,7 +136,8 @@ def ship(path, name: str | None = None, *, weights_dir=None, registry=None) -> d
     """Ship a finished run's checkpoint ``path`` (written by ``course_utils.train --out``): copy it to
     ``weights/<name>_x<scale>.pt`` and register it, under ``name`` (default: the name it was trained under; a
     run trained under another name, e.g. ``sr3`` with the face-world recipe set by ``--set``, is renamed: its
-    command names ``name``, the original one is kept in ``trained_as``). The file must load into ``name``'s model; returns the registry entry."""
+    command names ``name``, the original one is kept in ``trained_as``). The file must load into ``name``'s model;
+    returns the registry entry."""
     path = Path(path)
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "command" not in checkpoint:
@@ -140,8 +146,8 @@ def ship(path, name: str | None = None, *, weights_dir=None, registry=None) -> d
     builder = _builder(name)
     if builder is None:
         raise ValueError(f"name must be one of the trained models {sorted(BUILDERS)}, got {name!r}")
-    scale, config = checkpoint.get("scale"), checkpoint.get("config", {})
-    model = builder(scale, **config) if scale is not None else builder(**config)
+    scale = checkpoint.get("scale")
+    model = _build(builder, checkpoint, scale)
     model.load_state_dict(checkpoint["state_dict"])                            # refuses a file of another model
     if name != checkpoint["name"]:   # the same command under the new name (its --set values are all recorded)
         command = checkpoint["command"].replace(f"train {checkpoint['name']} ", f"train {name} ", 1)
