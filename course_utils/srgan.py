@@ -122,27 +122,56 @@ register_model("srgan", SRResNet, tiny=dict(n_blocks=1, channels=8))
 
 # SRGAN: discriminator, VGG19 features, perceptual loss (Ledig et al. 2017, sec. 2.2-2.4)
 
+class BlurPool(nn.Module):
+    """Anti-aliased downsampling by 2 (Zhang, *Making Convolutional Networks Shift-Invariant Again*, ICML 2019): the
+    binomial low-pass [1, 2, 1]^T [1, 2, 1] / 16 per channel, then every second pixel. (B, C, H, W) -> (B, C, ceil(H/2),
+    ceil(W/2)), reflect padding."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = check_positive_int(channels, "channels")
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (taps[:, None] * taps[None, :] / 16).expand(channels, 1, 3, 3).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.kernel.to(x.dtype), stride=2,
+                        groups=self.channels)
+
+
 class Discriminator(nn.Module):
     """SRGAN's discriminator D (Ledig et al. 2017, fig. 4): 8 convolutions 3x3, channels c, c, 2c, 2c, 4c, 4c, 8c,
     8c (c = 64 in the paper), stride 2 on every second one, BatchNorm on all but the first, LeakyReLU(0.2); then
     dense 1024 - LeakyReLU - dense 1. An adaptive average pool to 6x6 in front of the dense head keeps the paper's
     head for 96 px inputs (where it is the identity) and accepts other patch sizes.
 
+    Two options beyond the paper, both against the period-``scale`` lattice a GAN grows in G's output (model card):
+    ``blurpool=True`` makes every stride-2 layer anti-aliased (stride-1 convolution, then :class:`BlurPool`; Zhang
+    2019): a strided D is not shift-invariant, its gradient to G carries its own stride grid, and G's sub-pixel
+    layers turn that into a lattice at no cost; ``highpass`` = sigma > 0 shows D only the detail layer
+    x - G_sigma * x (+ 0.5), as the frequency-separation GANs do (Fritsche et al. 2019): D judges texture, the
+    content loss (``ContentLoss('lowpass')``) the rest.
+
     (B, C, H, W) high-res images in [0, 1] -> (B,) logits (D(x) = sigmoid(logit) = probability "real");
     ``features(x)`` -> the 8 activation maps after each LeakyReLU (what a feature-matching loss compares)."""
 
-    def __init__(self, image_channels: int = 1, channels: int = 64):
+    def __init__(self, image_channels: int = 1, channels: int = 64, blurpool: bool = False,
+                 highpass: float = 0.0):
         super().__init__()
         if image_channels not in (1, 3):
             raise ValueError(f"image_channels must be 1 (Y) or 3 (RGB), got {image_channels!r}")
         c = check_positive_int(channels, "channels")
+        self.highpass = check_number(highpass, "highpass", minimum=0)
+        self.blur = ops.GaussianBlur(self.highpass) if self.highpass else None
         widths = [c, c, 2 * c, 2 * c, 4 * c, 4 * c, 8 * c, 8 * c]
         self.layers, previous = nn.ModuleList(), image_channels
         for i, width in enumerate(widths):
-            layer = [nn.Conv2d(previous, width, 3, stride=1 + i % 2, padding=1)]
+            stride = 1 + i % 2
+            layer = [nn.Conv2d(previous, width, 3, stride=1 if blurpool else stride, padding=1)]
             if i > 0:
                 layer.append(nn.BatchNorm2d(width))
             layer.append(nn.LeakyReLU(0.2, inplace=True))
+            if blurpool and stride == 2:
+                layer.append(BlurPool(width))                  # anti-aliased stride 2 (Zhang 2019)
             self.layers.append(nn.Sequential(*layer))
             previous = width
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(6), nn.Flatten(), nn.Linear(8 * c * 36, 1024),
@@ -157,6 +186,8 @@ class Discriminator(nn.Module):
     def features(self, x: torch.Tensor) -> list:
         """The activation maps after each of the 8 convolution blocks, (B, c_k, H_k, W_k) each."""
         self._check(x)
+        if self.blur is not None:                                # judge the detail layer x - G_sigma * x
+            x = x - self.blur.forward(x, None) + 0.5
         maps = []
         for layer in self.layers:
             x = layer(x)
@@ -311,30 +342,41 @@ def load_vgg19(layer: str = "vgg54", weights: str = "imagenet", *, download: boo
     return model
 
 
+PIXEL_LOSSES = ("mse", "lowpass")
+
+
 class ContentLoss(nn.Module):
     """SRGAN's content loss l_content(G(y), x), (B, C, H, W) images in [0, 1] -> scalar:
 
     * ``'mse'``: pixel MSE (eq. 4) on the paper's [-1, 1] range, i.e. 4 x the MSE of the [0, 1] images - what
       SRResNet minimises; its optimum is the average of all plausible high-res images, hence smooth results.
+    * ``'lowpass'``: the pixel MSE of G_sigma * output against G_sigma * target (Gaussian low-pass, ``sigma`` px):
+      the content loss of frequency-separation SR GANs (Fritsche et al. 2019). The pixel MSE pays for texture at
+      the wrong phase as much as for missing texture, so the adversarial term can only add a little of it; with
+      the low-pass loss the fine detail is left to D (with ``Discriminator(highpass=sigma)``).
     * ``'vgg22'``, ``'vgg54'``, ...: MSE between VGG19 feature maps phi_ij (eq. 5), the features multiplied by
       ``feature_scale`` = 1/12.75 (the paper's rescaling to a magnitude comparable with the MSE loss).
       ``vgg`` is a :class:`VGG19Features` for that layer (default: :func:`load_vgg19` with random weights).
     """
 
-    def __init__(self, kind: str = "vgg54", vgg: VGG19Features | None = None, feature_scale: float = 1 / 12.75):
+    def __init__(self, kind: str = "vgg54", vgg: VGG19Features | None = None, feature_scale: float = 1 / 12.75,
+                 sigma: float = 1.5):
         super().__init__()
-        if kind != "mse" and kind not in VGG19_LAYERS:
-            raise ValueError(f"kind must be 'mse' or a VGG19 layer {sorted(VGG19_LAYERS)}, got {kind!r}")
-        if vgg is not None and kind != "mse" and vgg.layer != kind:
+        if kind not in PIXEL_LOSSES and kind not in VGG19_LAYERS:
+            raise ValueError(f"kind must be one of {PIXEL_LOSSES} or a VGG19 layer {sorted(VGG19_LAYERS)}, got {kind!r}")
+        if vgg is not None and kind not in PIXEL_LOSSES and vgg.layer != kind:
             raise ValueError(f"vgg computes layer {vgg.layer!r} but kind is {kind!r}")
         self.kind = kind
         self.feature_scale = check_number(feature_scale, "feature_scale", minimum=0, strict_min=True)
-        self.vgg = None if kind == "mse" else (vgg if vgg is not None else load_vgg19(kind, "random"))
+        self.blur = ops.GaussianBlur(sigma) if kind == "lowpass" else None
+        self.vgg = None if kind in PIXEL_LOSSES else (vgg if vgg is not None else load_vgg19(kind, "random"))
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if output.shape != target.shape:
             raise ValueError(f"output and target must have the same shape, got {tuple(output.shape)} and "
                              f"{tuple(target.shape)}")
+        if self.blur is not None:                                 # only what a low-pass keeps is compared
+            output, target = self.blur.forward(output, None), self.blur.forward(target, None)
         if self.vgg is None:
             return F.mse_loss(2 * output, 2 * target)             # images mapped to [-1, 1] as in the paper
         with torch.no_grad():
@@ -363,12 +405,13 @@ def matching_feature_scale(vgg: VGG19Features, output: torch.Tensor, target: tor
 
 
 def make_content_loss(kind: str = "vgg54", vgg_weights: str = "random", *, sampler: PatchSampler | None = None,
-                      download: bool = False, patches: int = 64, seed: int = 0) -> ContentLoss:
-    """The content loss SRGAN training uses: pixel MSE (``kind='mse'``) or VGG features of layer ``kind`` with
+                      download: bool = False, patches: int = 64, seed: int = 0, sigma: float = 1.5) -> ContentLoss:
+    """The content loss SRGAN training uses: pixel MSE (``kind='mse'``), its low-pass form (``'lowpass'``, Gaussian
+    ``sigma``) or VGG features of layer ``kind`` with
     ``vgg_weights`` (:func:`load_vgg19`). ImageNet features are scaled by the paper's 1/12.75; random ones by
     :func:`matching_feature_scale` measured on ``patches`` bicubic-vs-truth pairs drawn from ``sampler``."""
-    if kind == "mse":
-        return ContentLoss("mse")
+    if kind in PIXEL_LOSSES:
+        return ContentLoss(kind, sigma=sigma)
     vgg = load_vgg19(kind, vgg_weights, download=download)
     feature_scale = 1 / 12.75
     if vgg_weights == "random":
@@ -546,7 +589,7 @@ class GANTrainer(Trainer):
     """SRGAN training: G starts from a trained SRResNet, a fresh discriminator, Adam for both, :func:`train_gan_steps`."""
 
     def __init__(self, name, scale, recipe, load_images, generator, seed=0):
-        if recipe["content"] == "mse" and recipe["vgg"] != "random":
+        if recipe["content"] in PIXEL_LOSSES and recipe["vgg"] != "random":
             raise ValueError(f"vgg={recipe['vgg']!r} has no effect with content='mse' (pixel loss): also set a VGG "
                              f"layer, e.g. --set content=vgg54 vgg={recipe['vgg']}")
         init = _load_init(recipe["init"], scale)
@@ -559,7 +602,8 @@ class GANTrainer(Trainer):
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=recipe["lr"])
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=recipe["lr"])
         self.content = make_content_loss(recipe["content"], recipe["vgg"], sampler=self.sampler,
-                                         download=recipe.get("download", False), seed=seed + 1)
+                                         download=recipe.get("download", False), seed=seed + 1,
+                                         sigma=recipe.get("sigma", 1.5))
         if self.content.vgg is not None:
             print(f"content loss {recipe['content']} with VGG19 weights: {self.content.vgg.weights}; features "
                   f"scaled by {self.content.feature_scale:.4g}", flush=True)

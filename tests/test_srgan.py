@@ -244,3 +244,37 @@ def test_icnr_starts_the_sub_pixel_layers_without_a_checkerboard():
     up = plain.upsample[0][:2](features).unfold(2, 2, 2).unfold(3, 2, 2)
     assert not torch.allclose(up, up[..., :1, :1].expand_as(up), atol=1e-3)
     assert "icnr" not in plain.config                        # older checkpoints' configs stay valid
+
+
+def test_frequency_separation_content_loss_ignores_fine_detail_and_keeps_the_rest():
+    g = torch.Generator().manual_seed(0)
+    target = 0.25 + 0.5 * torch.rand(2, 1, 32, 32, generator=g)
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    checker = 0.1 * ((-1.0) ** (yy + xx))                                      # all of its power at Nyquist
+    lowpass, mse = srgan.ContentLoss("lowpass", sigma=1.5), srgan.ContentLoss("mse")
+    assert mse(target + checker, target).item() == pytest.approx(0.04, rel=1e-5)
+    assert lowpass(target + checker, target).item() < 1e-4 * mse(target + checker, target).item()
+    assert lowpass(target + 0.1, target).item() == pytest.approx(0.04, rel=1e-3)   # a brightness error still costs
+    assert isinstance(srgan.make_content_loss("lowpass", sigma=2.0).blur, srgan.ops.GaussianBlur)
+
+
+def test_blurpool_and_the_anti_aliased_high_pass_discriminator():
+    pool = srgan.BlurPool(3)
+    yy, xx = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    checker = ((-1.0) ** (yy + xx)).expand(1, 3, 16, 16)
+    assert pool(checker).shape == (1, 3, 8, 8)
+    assert pool(checker)[..., 1:-1, 1:-1].abs().max() < 1e-6                  # a strided conv would alias it to +-1
+    assert torch.allclose(pool(torch.full((1, 3, 9, 9), 0.3)), torch.full((1, 3, 5, 5), 0.3))
+    d = srgan.Discriminator(1, channels=4, blurpool=True, highpass=1.5).eval()
+    convs = [m for m in d.layers.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.stride[0] for m in convs] == [1] * 8
+    assert sum(isinstance(m, srgan.BlurPool) for m in d.modules()) == 4
+    x = 0.2 + 0.5 * torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    logits, maps = d(x, return_features=True)
+    assert maps[-1].shape == (2, 32, 2, 2)                                     # the same sizes as the strided D
+    shifted = d(x + 0.2, return_features=True)[1]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(shifted, maps))  # it judges the detail layer only
+    plain = srgan.Discriminator(1, channels=4).eval()
+    assert not torch.allclose(plain.features(x + 0.2)[0], plain.features(x)[0], atol=1e-3)
+    with pytest.raises(ValueError, match="highpass"):
+        srgan.Discriminator(1, highpass=-1)
