@@ -590,7 +590,7 @@ class GANTrainer(Trainer):
 
     def __init__(self, name, scale, recipe, load_images, generator, seed=0):
         if recipe["content"] in PIXEL_LOSSES and recipe["vgg"] != "random":
-            raise ValueError(f"vgg={recipe['vgg']!r} has no effect with content='mse' (pixel loss): also set a VGG "
+            raise ValueError(f"vgg={recipe['vgg']!r} has no effect with content={recipe['content']!r} (a pixel loss): also set a VGG "
                              f"layer, e.g. --set content=vgg54 vgg={recipe['vgg']}")
         init = _load_init(recipe["init"], scale)
         self.config = init["config"]
