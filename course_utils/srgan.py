@@ -560,8 +560,12 @@ RECIPES = {
     # and that content loss fell below bicubic with a visible period-4 grid (27.4 dB vs bicubic 28.2 after 1,000
     # steps; model card). The paper's SRGAN-VGG54 with the ImageNet VGG19:
     # --set content='"vgg54"' vgg='"imagenet"' --download
+    # sigma: the Gaussian (px) of content="lowpass" (frequency separation; with discriminator highpass=sigma the
+    # detail above it is judged by D alone), e.g. --set content=lowpass sigma=1.5 adversarial_weight=5e-3
+    # discriminator='{"channels":32,"blurpool":true,"highpass":1.5}'
     "srgan": dict(COMMON, patch_hr=64, batch=8, lr=1e-4, content="mse", vgg="random", adversarial_weight=1e-3,
-                  feature_weight=0.0, phase=0, discriminator=dict(channels=32), init="srresnet", steps=3000),
+                  feature_weight=0.0, phase=0, sigma=1.5, discriminator=dict(channels=32), init="srresnet",
+                  steps=3000),
 }
 
 
@@ -603,7 +607,7 @@ class GANTrainer(Trainer):
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=recipe["lr"])
         self.content = make_content_loss(recipe["content"], recipe["vgg"], sampler=self.sampler,
                                          download=recipe.get("download", False), seed=seed + 1,
-                                         sigma=recipe.get("sigma", 1.5))
+                                         sigma=recipe["sigma"])
         if self.content.vgg is not None:
             print(f"content loss {recipe['content']} with VGG19 weights: {self.content.vgg.weights}; features "
                   f"scaled by {self.content.feature_scale:.4g}", flush=True)

@@ -215,6 +215,11 @@ def test_train_srgan_from_an_srresnet_checkpoint(tmp_path, monkeypatch, capsys):
     assert len(gan["history"]["d_fake"]) == 1
     model = sr.build_model("srgan", 4, **gan["config"])
     model.load_state_dict(gan["state_dict"])
+    fs = train.train("srgan", 4, 1, tmp_path / "fs_x4.pt", images=tiny, progress=False, batch=2, patch_hr=40,
+                     content="lowpass", sigma=2.0, init=str(tmp_path / "srresnet_x4.pt"),
+                     discriminator=dict(channels=4, blurpool=True, highpass=2.0))     # the frequency-separation recipe
+    assert fs["recipe"]["sigma"] == 2.0 and "sigma=2.0" in fs["command"] and "blurpool" in fs["command"]
+    assert train._parse_set(["sigma=1.5"]) == {"sigma": 1.5}
     with pytest.raises(SystemExit, match=r"unknown recipe key\(s\) \['vgg'\] for srresnet"):
         train.main(["srresnet", "--scale", "4", "--set", "vgg=imagenet"])
     with pytest.raises(SystemExit, match="init: no checkpoint file"):
